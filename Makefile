@@ -1,0 +1,35 @@
+# Thin wrapper: every target installs what it needs and builds first.
+#   make demo             setup, build, run the default drill (200 devices, 20 s)
+#   make test             setup, build, run the whole test suite
+#   make test SANITIZE=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+SANITIZE ?= 0
+JOBS ?= $(shell nproc)
+ifeq ($(SANITIZE),1)
+BUILD ?= build-asan
+CMAKE_FLAGS += -DFDL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+else
+BUILD ?= build
+endif
+STATE ?= .fleetdrill
+
+.PHONY: all deps build demo test bench clean
+all: build
+
+deps:
+	@scripts/setup-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	$(BUILD)/fleetdrill run --devices 200 --duration 20 --state $(STATE)
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 900
+
+bench: build
+	$(BUILD)/fleetdrill bench connect --devices 1000 --state $(STATE)-bench
+
+clean:
+	rm -rf build build-asan
