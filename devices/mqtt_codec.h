@@ -25,7 +25,8 @@ typedef enum fdl_mqtt_status {
     FDL_MQTT_MALFORMED,   /* decode: protocol violation; the connection must close */
     FDL_MQTT_TOO_LARGE,   /* decode: remaining length above the caller's ceiling */
     FDL_MQTT_NO_SPACE,    /* encode: the output buffer is too small; nothing useful written */
-    FDL_MQTT_BAD_ARG,     /* encode: the caller's fields are invalid (e.g. QoS 3, id 0) */
+    FDL_MQTT_BAD_ARG,     /* encode: the caller's fields are invalid (e.g. QoS 3, id 0);
+                             decode: a NULL pkt or consumed, or NULL buf with len > 0 */
 } fdl_mqtt_status;
 
 /* Returns a static, human-readable string; never NULL. */
@@ -109,13 +110,22 @@ typedef struct fdl_mqtt_packet {
  * SUBSCRIBE/UNSUBSCRIBE entries are validated during decode (at least one entry,
  * QoS <= 2, no reserved bits), so fdl_mqtt_next_sub cannot fail afterwards on
  * the same packet.
+ * Beyond framing, the decoder enforces: well-formed UTF-8 without U+0000 in
+ * every UTF-8 field; topic names (PUBLISH, will topic) non-empty and free of
+ * '+'/'#'; topic filters non-empty with '+' and '#' each alone in their level
+ * and '#' last; non-zero packet ids; CONNACK return code <= 5 with session
+ * present 0 on refusal; SUBACK with at least one code; no trailing bytes.
+ * A remaining length that cannot fit the type (e.g. PINGREQ with 3 bytes) is
+ * MALFORMED as soon as the length is known, like TOO_LARGE.
  */
 fdl_mqtt_status fdl_mqtt_decode(const uint8_t *buf, size_t len, uint32_t max_remaining,
                                 fdl_mqtt_packet *pkt, size_t *consumed);
 
 /*
- * Iterates SUBSCRIBE (with_qos = true) or UNSUBSCRIBE (with_qos = false) entries.
- * *pos starts at 0. Returns true and fills *out while entries remain.
+ * Iterates the entries of a decoded SUBSCRIBE (filter + qos) or UNSUBSCRIBE
+ * (filter only, out->qos = 0); pkt->type decides which. *pos starts at 0.
+ * Returns true and fills *out (filter borrowed from the decoded buffer) while
+ * entries remain; false at the end or for any other packet type.
  */
 bool fdl_mqtt_next_sub(const fdl_mqtt_packet *pkt, size_t *pos, fdl_mqtt_sub *out);
 
@@ -125,6 +135,16 @@ bool fdl_mqtt_next_sub(const fdl_mqtt_packet *pkt, size_t *pos, fdl_mqtt_sub *ou
  * (QoS > 2, packet id 0 where one is required, string longer than 65535, topic
  * with wildcards in PUBLISH, empty SUBSCRIBE). Encoders cover both directions so
  * tests, fuzzers and the attack tooling can speak either side.
+ * Encoders apply the decoder's rules (UTF-8, topic names and filters, CONNECT
+ * flag consistency, QoS 0 PUBLISH with dup or a packet id, CONNACK rc > 5 or
+ * session present with rc != 0, SUBACK codes), so whatever they write decodes;
+ * malformed packets for attacks are made by mutating encoded bytes.
+ * Fields that a flag turns off (will_* without has_will, username without
+ * has_username, ...) are ignored, except will_qos/will_retain, which must be 0.
+ * CONNECT always writes protocol name "MQTT" and level 4 (protocol_level is
+ * ignored). On FDL_MQTT_NO_SPACE nothing is written to out and *out_len is the
+ * size the packet needs; on FDL_MQTT_BAD_ARG *out_len is 0. out may be NULL
+ * when cap is 0 (a size query).
  */
 fdl_mqtt_status fdl_mqtt_encode_connect(uint8_t *out, size_t cap, const fdl_mqtt_connect *c, size_t *out_len);
 fdl_mqtt_status fdl_mqtt_encode_connack(uint8_t *out, size_t cap, bool session_present, uint8_t rc, size_t *out_len);

@@ -1,3 +1,7 @@
-/* sim/main.c — the fleetdrill command line. */
-#include <stdio.h>
-int main(void) { puts("fleetdrill"); return 0; }
+/* sim/main.c — the fleetdrill command line entry point. */
+#include "sim/cli.h"
+
+int main(int argc, char **argv)
+{
+    return fdl_cli_main(argc, argv);
+}

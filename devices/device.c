@@ -1,0 +1,345 @@
+/* devices/device.c — virtual device firmware: connect, telemetry, backoff (see device.h). */
+#include "devices/device.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "devices/tcp.h"
+#include "sim/fdl_log.h"
+
+#define DEV_TCP_RX_CAP 4096           /* bytes; mbedTLS pulls records out of it in pieces */
+#define DEV_TCP_TX_CAP (64 * 1024)    /* bytes queued before send reports would-block */
+
+static const char *state_names[] = {"idle", "waiting", "connecting", "mqtt", "online", "backoff", "stopping", "stopped"};
+static const char *fail_names[] = {
+    "none", "tcp connect failed", "tcp connect timed out", "broker certificate rejected",
+    "refused by broker during TLS", "TLS failure", "MQTT CONNACK refused", "MQTT protocol error",
+    "connection lost", "local error",
+};
+
+const char *fdl_device_state_name(fdl_device_state s)
+{
+    return (unsigned)s < sizeof state_names / sizeof state_names[0] ? state_names[s] : "?";
+}
+
+const char *fdl_device_fail_name(fdl_device_fail f)
+{
+    return (unsigned)f < FDL_FAIL__COUNT ? fail_names[f] : "?";
+}
+
+static uint32_t rnd32(fdl_device *d)
+{
+    uint64_t x = d->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    d->rng = x;
+    return (uint32_t)(x >> 32);
+}
+
+static void on_tp(fdl_transport *t, fdl_tp_event ev, int status, void *user);
+static void sim_timer_cb(uv_timer_t *tm);
+static void net_timer_cb(uv_timer_t *tm);
+
+static void mq_connack(void *ud, uint8_t rc);
+static void mq_message(void *ud, const fdl_mqtt_publish *p);
+static void mq_puback(void *ud, uint16_t id, uint64_t lat);
+static void mq_error(void *ud, fdl_mqttc_status st, int detail);
+
+static const fdl_mqttc_callbacks mq_cbs = {
+    .on_connack = mq_connack,
+    .on_message = mq_message,
+    .on_puback = mq_puback,
+    .on_suback = NULL,
+    .on_error = mq_error,
+};
+
+int fdl_device_init(fdl_device *d, uint32_t index, const char *id, const fdl_device_env *env,
+                    mbedtls_x509_crt *cert, mbedtls_pk_context *key)
+{
+    memset(d, 0, sizeof *d);
+    if (strlen(id) >= FDL_DEVICE_ID_MAX)
+        return -1;
+    d->index = index;
+    strcpy(d->id, id);
+    snprintf(d->topic_telemetry, sizeof d->topic_telemetry, "telemetry/%s", id);
+    snprintf(d->topic_commands, sizeof d->topic_commands, "commands/%s", id);
+    d->env = env;
+    d->cert = cert;
+    d->key = key;
+    d->tls.trust = env->trust;
+    d->tls.own_cert = cert;
+    d->tls.own_key = key;
+    d->tls.server_name = env->server_name;
+    d->tls.f_rng = env->f_rng;
+    d->tls.p_rng = env->p_rng;
+    d->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)index * 0xBF58476D1CE4E5B9ull + 1);
+    d->battery = 100.0 - (double)(index % 40);
+    fdl_backoff_init(&d->backoff, env->params.backoff_base_ms, env->params.backoff_cap_ms);
+    fdl_mqttc_init(&d->mqtt, d->id, env->params.keepalive_s, &mq_cbs, d);
+    return 0;
+}
+
+static void set_state(fdl_device *d, fdl_device_state s)
+{
+    d->state = s;
+}
+
+static void want_connect(fdl_device *d)
+{
+    set_state(d, FDL_DEV_WAITING);
+    d->env->hooks->want_connect(d, d->env->hooks_ud);
+}
+
+void fdl_device_start(fdl_device *d)
+{
+    uv_timer_init(d->env->loop, &d->sim_timer);
+    uv_timer_init(d->env->loop, &d->net_timer);
+    d->sim_timer.data = d;
+    d->net_timer.data = d;
+    d->handles_open = 2;
+    want_connect(d);
+}
+
+static void drop_connection(fdl_device *d)
+{
+    if (d->tp) {
+        fdl_tp_close(d->tp);
+        d->tp = NULL;
+    }
+    fdl_mqttc_reset(&d->mqtt);
+    uv_timer_stop(&d->net_timer);
+    uv_timer_stop(&d->sim_timer);
+}
+
+/* Ends the current attempt or session with a failure, then backs off. */
+static void fail(fdl_device *d, fdl_device_fail why, const char *detail)
+{
+    fdl_device_state was = d->state;
+    if (was == FDL_DEV_STOPPING || was == FDL_DEV_STOPPED)
+        return;
+    FDL_DEBUG("device", "%s: %s%s%s (state %s)", d->id, fdl_device_fail_name(why), detail ? ": " : "",
+              detail ? detail : "", fdl_device_state_name(was));
+    drop_connection(d);
+    d->last_fail = why;
+    d->n_fail[why]++;
+    snprintf(d->last_error, sizeof d->last_error, "%s%s%s", fdl_device_fail_name(why),
+             detail && *detail ? ": " : "", detail ? detail : "");
+    set_state(d, FDL_DEV_BACKOFF);
+    if (was == FDL_DEV_ONLINE)
+        d->env->hooks->offline(d, why, d->env->hooks_ud);
+    else
+        d->env->hooks->attempt_done(d, false, why, d->env->hooks_ud);
+    uint64_t delay = fdl_backoff_next(&d->backoff, rnd32(d));
+    uv_timer_start(&d->sim_timer, sim_timer_cb, fdl_vclock_real_delay_ms(d->env->clock, delay), 0);
+}
+
+void fdl_device_admit(fdl_device *d)
+{
+    if (d->state != FDL_DEV_WAITING)
+        return;
+    const fdl_device_env *env = d->env;
+    d->n_attempts++;
+    d->attempt_start_ns = fdl_now_ns();
+    set_state(d, FDL_DEV_CONNECTING);
+    fdl_transport *tcp = fdl_tcp_new(env->loop, DEV_TCP_RX_CAP, DEV_TCP_TX_CAP, env->params.connect_real_timeout_ms);
+    if (!tcp) {
+        fail(d, FDL_FAIL_LOCAL, "out of memory");
+        return;
+    }
+    fdl_transport *tls = fdl_tls_new(tcp, &d->tls);
+    if (!tls) {
+        fdl_tp_close(tcp);
+        fail(d, FDL_FAIL_LOCAL, "TLS setup failed");
+        return;
+    }
+    d->tp = tls;
+    fdl_tp_set_cb(tls, on_tp, d);
+    int r = tls->vt->connect(tls, env->broker_host, env->broker_port);
+    if (r < 0) {
+        fail(d, FDL_FAIL_TCP, fdl_tp_strerror(r));
+        return;
+    }
+    /* Bounds TCP connect + TLS handshake + CONNACK together. */
+    uv_timer_start(&d->net_timer, net_timer_cb, env->params.connect_real_timeout_ms, 0);
+}
+
+static fdl_device_fail classify_transport(fdl_device *d, int status)
+{
+    switch (status) {
+    case FDL_TP_ECERT: return FDL_FAIL_SERVER_CERT;
+    case FDL_TP_ETLSALERT: return FDL_FAIL_TLS_ALERT;
+    case FDL_TP_ETLS: return FDL_FAIL_TLS;
+    case FDL_TP_ETIMEDOUT: return d->state == FDL_DEV_CONNECTING ? FDL_FAIL_TCP_TIMEOUT : FDL_FAIL_LOST;
+    default:
+        if (d->state == FDL_DEV_CONNECTING)
+            return FDL_FAIL_TCP;
+        /* Closed right after our handshake, before CONNACK: TLS 1.3 servers reject a
+         * client certificate after the client has finished, so this is a refusal. */
+        if (d->state == FDL_DEV_MQTT)
+            return FDL_FAIL_TLS_ALERT;
+        return FDL_FAIL_LOST;
+    }
+}
+
+static void on_tp(fdl_transport *t, fdl_tp_event ev, int status, void *user)
+{
+    fdl_device *d = user;
+    FDL_DEBUG("device", "%s: transport event %d status %d in state %s", d->id, (int)ev, status,
+              fdl_device_state_name(d->state));
+    switch (ev) {
+    case FDL_TP_CONNECTED:
+        d->handshake_us = fdl_tls_handshake_us(t);
+        set_state(d, FDL_DEV_MQTT);
+        if (fdl_mqttc_start(&d->mqtt, t) != FDL_MQTTC_OK && d->state == FDL_DEV_MQTT)
+            fail(d, FDL_FAIL_LOCAL, "could not queue CONNECT");
+        break;
+    case FDL_TP_READABLE:
+        fdl_mqttc_on_readable(&d->mqtt);
+        break;
+    case FDL_TP_WRITABLE:
+        fdl_mqttc_on_writable(&d->mqtt);
+        break;
+    case FDL_TP_CLOSED: {
+        const char *detail = fdl_tls_last_error(t);
+        fail(d, classify_transport(d, status), detail && *detail ? detail : fdl_tp_strerror(status));
+        break;
+    }
+    }
+}
+
+static void publish_telemetry(fdl_device *d)
+{
+    const fdl_vclock *clk = d->env->clock;
+    uint64_t now = fdl_vclock_now_ms(clk);
+    uint64_t usage_min = fdl_vclock_sim_elapsed_ms(clk) / 60000u;
+    d->battery -= 0.001 * (double)(d->env->params.telemetry_interval_ms / 1000u);
+    if (d->battery < 5.0)
+        d->battery = 100.0;   /* recharged */
+    double torque = 8.0 + (double)(rnd32(d) % 1000) / 100.0;
+    char payload[192];
+    int n = snprintf(payload, sizeof payload,
+                     "{\"seq\":%llu,\"ts\":%llu,\"battery\":%.2f,\"torque\":%.2f,\"usage_minutes\":%llu}",
+                     (unsigned long long)d->seq, (unsigned long long)now, d->battery, torque,
+                     (unsigned long long)usage_min);
+    fdl_mqttc_status st = fdl_mqttc_publish(&d->mqtt, d->topic_telemetry, (const uint8_t *)payload, (size_t)n,
+                                            d->env->params.telemetry_qos, NULL);
+    if (st == FDL_MQTTC_OK)
+        d->seq++;
+}
+
+static void sim_timer_cb(uv_timer_t *tm)
+{
+    fdl_device *d = tm->data;
+    if (d->state == FDL_DEV_BACKOFF) {
+        want_connect(d);
+    } else if (d->state == FDL_DEV_ONLINE) {
+        publish_telemetry(d);
+        uv_timer_start(&d->sim_timer, sim_timer_cb,
+                       fdl_vclock_real_delay_ms(d->env->clock, d->env->params.telemetry_interval_ms), 0);
+    }
+}
+
+static void net_timer_cb(uv_timer_t *tm)
+{
+    fdl_device *d = tm->data;
+    if (d->state == FDL_DEV_CONNECTING || d->state == FDL_DEV_MQTT) {
+        fail(d, d->state == FDL_DEV_CONNECTING ? FDL_FAIL_TCP_TIMEOUT : FDL_FAIL_MQTT_PROTOCOL,
+             "no answer within the connect timeout");
+        return;
+    }
+    if (d->state == FDL_DEV_ONLINE) {
+        uint64_t next = fdl_mqttc_poll(&d->mqtt, fdl_now_ns());
+        if (d->state == FDL_DEV_ONLINE)
+            uv_timer_start(&d->net_timer, net_timer_cb, next, 0);
+    }
+}
+
+static void mq_connack(void *ud, uint8_t rc)
+{
+    fdl_device *d = ud;
+    (void)rc;
+    FDL_DEBUG("device", "%s: online", d->id);
+    set_state(d, FDL_DEV_ONLINE);
+    d->n_online++;
+    d->connect_us = (fdl_now_ns() - d->attempt_start_ns) / 1000u;
+    fdl_backoff_reset(&d->backoff);
+    d->env->hooks->attempt_done(d, true, FDL_FAIL_NONE, d->env->hooks_ud);
+    if (d->state != FDL_DEV_ONLINE)
+        return;
+    fdl_mqttc_subscribe(&d->mqtt, d->topic_commands, 1, NULL);
+    /* Spread the fleet's telemetry over the interval instead of a thundering herd. */
+    uint64_t first = d->env->params.telemetry_interval_ms
+                         ? (uint64_t)rnd32(d) % d->env->params.telemetry_interval_ms
+                         : 0;
+    uv_timer_start(&d->sim_timer, sim_timer_cb, fdl_vclock_real_delay_ms(d->env->clock, first), 0);
+    uv_timer_start(&d->net_timer, net_timer_cb, fdl_mqttc_poll(&d->mqtt, fdl_now_ns()), 0);
+}
+
+static void mq_message(void *ud, const fdl_mqtt_publish *p)
+{
+    fdl_device *d = ud;
+    (void)p;
+    d->n_commands++;
+}
+
+static void mq_puback(void *ud, uint16_t id, uint64_t lat)
+{
+    fdl_device *d = ud;
+    (void)id;
+    if (d->env->hooks->puback)
+        d->env->hooks->puback(d, lat, d->env->hooks_ud);
+}
+
+static void mq_error(void *ud, fdl_mqttc_status st, int detail)
+{
+    fdl_device *d = ud;
+    char buf[160];
+    fdl_device_fail why;
+    if (st == FDL_MQTTC_TRANSPORT) {
+        why = classify_transport(d, detail);
+        const char *tls_err = d->tp ? fdl_tls_last_error(d->tp) : "";
+        snprintf(buf, sizeof buf, "%s", tls_err && *tls_err ? tls_err : fdl_tp_strerror(detail));
+    } else if (st == FDL_MQTTC_REFUSED) {
+        why = FDL_FAIL_MQTT_REFUSED;
+        snprintf(buf, sizeof buf, "return code %d", detail);
+    } else {
+        why = d->state == FDL_DEV_ONLINE ? FDL_FAIL_LOST : FDL_FAIL_MQTT_PROTOCOL;
+        snprintf(buf, sizeof buf, "%s", fdl_mqttc_strerror(st));
+    }
+    fail(d, why, buf);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    fdl_device *d = h->data;
+    if (--d->handles_open == 0) {
+        set_state(d, FDL_DEV_STOPPED);
+        if (d->stopped_cb)
+            d->stopped_cb(d);
+    }
+}
+
+void fdl_device_stop(fdl_device *d, void (*cb)(fdl_device *d))
+{
+    d->stopped_cb = cb;
+    if (d->state == FDL_DEV_IDLE) {
+        set_state(d, FDL_DEV_STOPPED);
+        if (cb)
+            cb(d);
+        return;
+    }
+    if (d->state == FDL_DEV_STOPPING || d->state == FDL_DEV_STOPPED)
+        return;
+    if (d->state == FDL_DEV_ONLINE)
+        (void)fdl_mqttc_disconnect(&d->mqtt);
+    set_state(d, FDL_DEV_STOPPING);
+    drop_connection(d);
+    uv_close((uv_handle_t *)&d->sim_timer, timer_closed);
+    uv_close((uv_handle_t *)&d->net_timer, timer_closed);
+}
+
+void fdl_device_cleanup(fdl_device *d)
+{
+    (void)d;
+}

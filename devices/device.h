@@ -1,0 +1,141 @@
+/*
+ * devices/device.h — one virtual device's firmware: connectivity and telemetry.
+ *
+ * The device runs on a libuv loop it shares with many others. It connects
+ * TCP -> TLS 1.3 (mutual, key in its secure element) -> MQTT, subscribes to
+ * commands/<id>, publishes telemetry to telemetry/<id> on a timer in simulated
+ * time, and on any failure closes the connection and retries after a jittered
+ * exponential backoff (also in simulated time). Network I/O and MQTT keepalive
+ * run in real time.
+ *
+ * The fleet owns the device memory (fdl_device is a plain struct so a fleet can
+ * allocate thousands in one array). Lifecycle: fdl_device_init -> fdl_device_start
+ * -> ... -> fdl_device_stop(cb): the callback runs once every handle is closed,
+ * after which the memory may be released with fdl_device_cleanup.
+ */
+#ifndef FDL_DEVICE_H
+#define FDL_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
+
+#include "devices/backoff.h"
+#include "devices/mqtt_client.h"
+#include "devices/tls.h"
+#include "sim/vclock.h"
+
+#define FDL_DEVICE_ID_MAX 48
+
+typedef enum fdl_device_state {
+    FDL_DEV_IDLE = 0,      /* not started */
+    FDL_DEV_WAITING,       /* wants to connect; waiting for the fleet to admit it */
+    FDL_DEV_CONNECTING,    /* TCP + TLS handshake */
+    FDL_DEV_MQTT,          /* CONNECT sent, waiting for CONNACK */
+    FDL_DEV_ONLINE,
+    FDL_DEV_BACKOFF,
+    FDL_DEV_STOPPING,
+    FDL_DEV_STOPPED,
+} fdl_device_state;
+
+const char *fdl_device_state_name(fdl_device_state s);
+
+/* Why a connection attempt failed; counted per reason in the run summary. */
+typedef enum fdl_device_fail {
+    FDL_FAIL_NONE = 0,
+    FDL_FAIL_TCP,           /* refused, reset, unreachable */
+    FDL_FAIL_TCP_TIMEOUT,
+    FDL_FAIL_SERVER_CERT,   /* the broker's certificate did not verify (pinning) */
+    FDL_FAIL_TLS_ALERT,     /* the broker refused us during/after the handshake */
+    FDL_FAIL_TLS,           /* any other TLS failure */
+    FDL_FAIL_MQTT_REFUSED,  /* CONNACK return code != 0 */
+    FDL_FAIL_MQTT_PROTOCOL, /* malformed or unexpected packet, or no answer in time */
+    FDL_FAIL_LOST,          /* connection lost after it was up */
+    FDL_FAIL_LOCAL,         /* out of memory or another local error */
+    FDL_FAIL__COUNT
+} fdl_device_fail;
+
+const char *fdl_device_fail_name(fdl_device_fail f);
+
+/* Device timing parameters; simulated ms unless named _real_. */
+typedef struct fdl_device_params {
+    uint64_t telemetry_interval_ms;
+    uint64_t backoff_base_ms, backoff_cap_ms;
+    uint64_t connect_real_timeout_ms;   /* TCP connect + TLS handshake bound, real ms */
+    uint16_t keepalive_s;               /* MQTT keepalive, real seconds */
+    uint8_t telemetry_qos;
+} fdl_device_params;
+
+typedef struct fdl_device fdl_device;
+
+/* What the fleet learns from its devices (all called on the device's loop thread). */
+typedef struct fdl_device_hooks {
+    /* The device wants to start a connection attempt; the fleet calls fdl_device_admit when it may. */
+    void (*want_connect)(fdl_device *d, void *ud);
+    /* A connection attempt ended (online = true: CONNACK accepted; otherwise failed with reason). */
+    void (*attempt_done)(fdl_device *d, bool online, fdl_device_fail why, void *ud);
+    /* An online device lost its connection (it will back off and ask to connect again). */
+    void (*offline)(fdl_device *d, fdl_device_fail why, void *ud);
+    void (*puback)(fdl_device *d, uint64_t latency_us, void *ud);
+} fdl_device_hooks;
+
+/* Shared by the devices of one loop; borrowed by each device. */
+typedef struct fdl_device_env {
+    uv_loop_t *loop;
+    const fdl_vclock *clock;
+    mbedtls_x509_crt *trust;      /* the fleet root: the only trust anchor */
+    const char *broker_host;
+    uint16_t broker_port;
+    const char *server_name;
+    int (*f_rng)(void *, unsigned char *, size_t);
+    void *p_rng;
+    fdl_device_params params;
+    const fdl_device_hooks *hooks;
+    void *hooks_ud;
+} fdl_device_env;
+
+struct fdl_device {
+    uint32_t index;
+    char id[FDL_DEVICE_ID_MAX];
+    char topic_telemetry[FDL_DEVICE_ID_MAX + 16];
+    char topic_commands[FDL_DEVICE_ID_MAX + 16];
+    const fdl_device_env *env;
+    mbedtls_x509_crt *cert;       /* borrowed: own certificate */
+    mbedtls_pk_context *key;      /* borrowed: own key (token-backed for profile se) */
+    fdl_tls_client_cfg tls;
+    fdl_transport *tp;            /* the current connection chain, or NULL */
+    fdl_mqttc mqtt;
+    uv_timer_t sim_timer;         /* telemetry and backoff (scaled) */
+    uv_timer_t net_timer;         /* keepalive and connect timeout (real) */
+    int handles_open;
+    fdl_device_state state;
+    fdl_backoff backoff;
+    uint64_t attempt_start_ns;
+    uint64_t seq;
+    uint64_t rng;                 /* xorshift state for jitter and telemetry values */
+    double battery;
+    /* per-device figures */
+    uint32_t n_attempts, n_online, n_fail[FDL_FAIL__COUNT];
+    uint64_t handshake_us, connect_us;  /* of the last successful attempt */
+    uint64_t n_commands;
+    fdl_device_fail last_fail;
+    char last_error[160];
+    void (*stopped_cb)(fdl_device *d);
+};
+
+/* Prepares the device; no I/O. id copied; env, cert, key borrowed. 0 or -1 (id too long). */
+int fdl_device_init(fdl_device *d, uint32_t index, const char *id, const fdl_device_env *env,
+                    mbedtls_x509_crt *cert, mbedtls_pk_context *key);
+/* Starts the firmware: it asks to connect (hooks->want_connect). */
+void fdl_device_start(fdl_device *d);
+/* The fleet admits a waiting device: it opens its connection now. */
+void fdl_device_admit(fdl_device *d);
+/* Sends DISCONNECT if online, closes everything; cb runs once all handles are closed. */
+void fdl_device_stop(fdl_device *d, void (*cb)(fdl_device *d));
+/* Releases what init allocated (nothing owned today); after the stop callback only. */
+void fdl_device_cleanup(fdl_device *d);
+
+#endif

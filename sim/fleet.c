@@ -1,0 +1,476 @@
+/* sim/fleet.c — worker loops, admission control and run figures (see fleet.h). */
+#include "sim/fleet.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+
+#include "sim/alloc.h"
+#include "sim/vclock.h"
+
+static volatile sig_atomic_t g_stop_requested;
+
+void fdl_fleet_request_stop(void)
+{
+    g_stop_requested = 1;
+}
+
+int fdl_fleet_stop_requested(void)
+{
+    return g_stop_requested != 0;
+}
+
+struct fleet;
+
+typedef struct worker {
+    struct fleet *fl;
+    unsigned idx;
+    pthread_t th;
+    uv_loop_t loop;
+    uv_async_t wake;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    fdl_device_env env;
+    uint32_t first, count;      /* slice of the fleet arrays */
+    uint32_t *queue;            /* FIFO of device indices waiting for admission */
+    uint32_t qhead, qlen;
+    unsigned connecting, max_connecting;
+    int pumping, stopping;
+    uint32_t started, stopped;
+    fdl_hist *hs, *conn, *ack;
+    atomic_uint online, ever_online, load_failed, loaded;
+    atomic_ullong failed_attempts, acked;
+    atomic_ullong last_first_online_ns;
+    char load_error[200];
+} worker;
+
+typedef struct fleet {
+    const fdl_fleet_cfg *cfg;
+    fdl_vclock clock;
+    mbedtls_x509_crt trust;
+    fdl_device *devs;
+    fdl_identity *ids;
+    uint8_t *usable;            /* identity loaded */
+    worker *w;
+    unsigned nw;
+    pthread_barrier_t loaded_barrier;
+    atomic_int go;              /* 1: connect; -1: abort before connecting */
+    atomic_int stop;
+    uint64_t start_ns;
+} fleet;
+
+void fdl_fleet_cfg_defaults(fdl_fleet_cfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->n_devices = 200;
+    cfg->broker_host = "127.0.0.1";
+    cfg->server_name = "localhost";
+    cfg->time_scale = 1.0;
+    cfg->duration_ms = 20000;
+    cfg->max_connecting = 128;
+    cfg->params.telemetry_interval_ms = 5000;
+    cfg->params.backoff_base_ms = 1000;
+    cfg->params.backoff_cap_ms = 60000;
+    cfg->params.connect_real_timeout_ms = 15000;
+    cfg->params.keepalive_s = 60;
+    cfg->params.telemetry_qos = 1;
+}
+
+/* ---- admission ----------------------------------------------------------- */
+
+static void pump(worker *w)
+{
+    if (w->pumping)
+        return;   /* an admit that failed synchronously re-enters here; the outer loop continues */
+    w->pumping = 1;
+    while (!w->stopping && w->qlen > 0 && w->connecting < w->max_connecting) {
+        uint32_t i = w->queue[w->qhead];
+        w->qhead = (w->qhead + 1) % w->count;
+        w->qlen--;
+        fdl_device *d = &w->fl->devs[i];
+        if (d->state != FDL_DEV_WAITING)
+            continue;
+        w->connecting++;
+        fdl_device_admit(d);
+    }
+    w->pumping = 0;
+}
+
+static void hook_want_connect(fdl_device *d, void *ud)
+{
+    worker *w = ud;
+    if (w->stopping)
+        return;
+    /* Each device is queued at most once at a time (it waits in WAITING until admitted). */
+    w->queue[(w->qhead + w->qlen) % w->count] = d->index;
+    w->qlen++;
+    pump(w);
+}
+
+static void hook_attempt_done(fdl_device *d, bool online, fdl_device_fail why, void *ud)
+{
+    worker *w = ud;
+    (void)why;
+    w->connecting--;
+    if (online) {
+        atomic_fetch_add(&w->online, 1);
+        fdl_hist_add(w->hs, d->handshake_us);
+        fdl_hist_add(w->conn, d->connect_us);
+        if (d->n_online == 1) {
+            atomic_fetch_add(&w->ever_online, 1);
+            atomic_store(&w->last_first_online_ns, fdl_now_ns());
+        }
+    } else {
+        atomic_fetch_add(&w->failed_attempts, 1);
+    }
+    pump(w);
+}
+
+static void hook_offline(fdl_device *d, fdl_device_fail why, void *ud)
+{
+    worker *w = ud;
+    (void)d;
+    (void)why;
+    atomic_fetch_sub(&w->online, 1);
+}
+
+static void hook_puback(fdl_device *d, uint64_t lat, void *ud)
+{
+    worker *w = ud;
+    (void)d;
+    fdl_hist_add(w->ack, lat);
+    atomic_fetch_add(&w->acked, 1);
+}
+
+static const fdl_device_hooks worker_hooks = {
+    .want_connect = hook_want_connect,
+    .attempt_done = hook_attempt_done,
+    .offline = hook_offline,
+    .puback = hook_puback,
+};
+
+/* ---- stopping ------------------------------------------------------------ */
+
+static void wake_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void device_stopped(fdl_device *d)
+{
+    worker *w = d->env->hooks_ud;
+    if (++w->stopped == w->started)
+        uv_close((uv_handle_t *)&w->wake, wake_closed);
+}
+
+static void wake_cb(uv_async_t *a)
+{
+    worker *w = a->data;
+    if (!atomic_load(&w->fl->stop) || w->stopping)
+        return;
+    w->stopping = 1;
+    if (w->started == 0) {
+        uv_close((uv_handle_t *)&w->wake, wake_closed);
+        return;
+    }
+    for (uint32_t i = w->first; i < w->first + w->count; i++)
+        if (w->fl->usable[i])
+            fdl_device_stop(&w->fl->devs[i], device_stopped);
+}
+
+/* ---- worker thread ------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    fleet *fl = w->fl;
+    const fdl_fleet_cfg *cfg = fl->cfg;
+
+    /* Identities: token logins and certificate parsing, in parallel across workers. */
+    for (uint32_t i = w->first; i < w->first + w->count; i++) {
+        char id[FDL_DEVICE_ID_MAX], err[200];
+        fdl_device_id(cfg->first_index + i, id, sizeof id);
+        if (fdl_identity_load(cfg->state, cfg->se, id, &fl->ids[i], mbedtls_ctr_drbg_random, &w->drbg, err,
+                              sizeof err) != 0 ||
+            fdl_device_init(&fl->devs[i], i, id, &w->env, &fl->ids[i].cert, fl->ids[i].key) != 0) {
+            if (atomic_fetch_add(&w->load_failed, 1) == 0)
+                snprintf(w->load_error, sizeof w->load_error, "%s", err);
+            continue;
+        }
+        fl->usable[i] = 1;
+        atomic_fetch_add(&w->loaded, 1);
+    }
+    pthread_barrier_wait(&fl->loaded_barrier);
+    while (atomic_load(&fl->go) == 0)
+        usleep(1000);
+    if (atomic_load(&fl->go) > 0) {
+        for (uint32_t i = w->first; i < w->first + w->count; i++) {
+            if (!fl->usable[i])
+                continue;
+            w->started++;
+            fdl_device_start(&fl->devs[i]);
+        }
+    }
+    /* A stop requested before we got here is picked up on the first loop iteration. */
+    uv_async_send(&w->wake);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int worker_init(fleet *fl, worker *w, unsigned idx, uint32_t first, uint32_t count)
+{
+    const fdl_fleet_cfg *cfg = fl->cfg;
+    memset(w, 0, sizeof *w);
+    w->fl = fl;
+    w->idx = idx;
+    w->first = first;
+    w->count = count;
+    w->max_connecting = cfg->max_connecting / fl->nw ? cfg->max_connecting / fl->nw : 1;
+    mbedtls_entropy_init(&w->entropy);
+    mbedtls_ctr_drbg_init(&w->drbg);
+    char pers[32];
+    snprintf(pers, sizeof pers, "fleetdrill-worker-%u", idx);
+    if (mbedtls_ctr_drbg_seed(&w->drbg, mbedtls_entropy_func, &w->entropy, (const unsigned char *)pers,
+                              strlen(pers)) != 0)
+        return -1;
+    if (uv_loop_init(&w->loop) != 0)
+        return -1;
+    uv_async_init(&w->loop, &w->wake, wake_cb);
+    w->wake.data = w;
+    w->queue = fdl_calloc(count ? count : 1, sizeof *w->queue);
+    w->hs = fdl_hist_new();
+    w->conn = fdl_hist_new();
+    w->ack = fdl_hist_new();
+    if (!w->queue || !w->hs || !w->conn || !w->ack)
+        return -1;
+    w->env.loop = &w->loop;
+    w->env.clock = &fl->clock;
+    w->env.trust = &fl->trust;
+    w->env.broker_host = cfg->broker_host;
+    w->env.broker_port = cfg->broker_port;
+    w->env.server_name = cfg->server_name;
+    w->env.f_rng = mbedtls_ctr_drbg_random;
+    w->env.p_rng = &w->drbg;
+    w->env.params = cfg->params;
+    w->env.hooks = &worker_hooks;
+    w->env.hooks_ud = w;
+    return 0;
+}
+
+static void worker_free(worker *w)
+{
+    if (w->queue) {
+        uv_loop_close(&w->loop);
+    }
+    fdl_free(w->queue);
+    fdl_hist_free(w->hs);
+    fdl_hist_free(w->conn);
+    fdl_hist_free(w->ack);
+    mbedtls_ctr_drbg_free(&w->drbg);
+    mbedtls_entropy_free(&w->entropy);
+}
+
+static double secs_since(uint64_t t0)
+{
+    return (double)(fdl_now_ns() - t0) / 1e9;
+}
+
+int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_progress_cb progress, void *ud,
+                  char *err, size_t errcap)
+{
+    int ret = -1;
+    fleet fl;
+    memset(&fl, 0, sizeof fl);
+    memset(res, 0, sizeof *res);
+    fl.cfg = cfg;
+    mbedtls_x509_crt_init(&fl.trust);
+    uint32_t n = cfg->n_devices;
+    unsigned started_threads = 0;
+    int barrier_ok = 0;
+    uint64_t t0 = fdl_now_ns();
+
+    if (mbedtls_x509_crt_parse_file(&fl.trust, cfg->trust_file) != 0) {
+        snprintf(err, errcap, "cannot parse trust anchor %s", cfg->trust_file);
+        goto cleanup;
+    }
+    fdl_vclock_init(&fl.clock, cfg->time_scale, (uint64_t)time(NULL) * 1000u);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    fl.nw = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
+    if (fl.nw > 16)
+        fl.nw = 16;
+    if (fl.nw > n)
+        fl.nw = n ? n : 1;
+    res->threads = fl.nw;
+    fl.devs = fdl_calloc(n ? n : 1, sizeof *fl.devs);
+    fl.ids = fdl_calloc(n ? n : 1, sizeof *fl.ids);
+    fl.usable = fdl_calloc(n ? n : 1, 1);
+    fl.w = fdl_calloc(fl.nw, sizeof *fl.w);
+    if (!fl.devs || !fl.ids || !fl.usable || !fl.w) {
+        snprintf(err, errcap, "out of memory for %u devices", n);
+        goto cleanup;
+    }
+    res->rss_before_kib = fdl_rss_now_kib();
+    uint32_t per = n / fl.nw, extra = n % fl.nw, first = 0;
+    for (unsigned i = 0; i < fl.nw; i++) {
+        uint32_t count = per + (i < extra);
+        if (worker_init(&fl, &fl.w[i], i, first, count) != 0) {
+            snprintf(err, errcap, "cannot set up worker %u", i);
+            fl.nw = i + 1;
+            goto cleanup;
+        }
+        first += count;
+    }
+    if (pthread_barrier_init(&fl.loaded_barrier, NULL, fl.nw + 1) != 0) {
+        snprintf(err, errcap, "pthread_barrier_init failed");
+        goto cleanup;
+    }
+    barrier_ok = 1;
+    for (unsigned i = 0; i < fl.nw; i++) {
+        if (pthread_create(&fl.w[i].th, NULL, worker_main, &fl.w[i]) != 0)
+            break;
+        started_threads++;
+    }
+    if (started_threads != fl.nw) {
+        /* Workers wait at the barrier: release them with "abort". */
+        snprintf(err, errcap, "cannot start worker threads");
+        atomic_store(&fl.go, -1);
+        atomic_store(&fl.stop, 1);
+        goto cleanup;
+    }
+
+    /* Wait for identities, reporting progress. */
+    pthread_barrier_wait(&fl.loaded_barrier);
+    res->load_s = secs_since(t0);
+    uint32_t usable = 0;
+    for (unsigned i = 0; i < fl.nw; i++) {
+        usable += atomic_load(&fl.w[i].loaded);
+        res->load_failed += atomic_load(&fl.w[i].load_failed);
+    }
+    if (res->load_failed) {
+        for (unsigned i = 0; i < fl.nw; i++)
+            if (fl.w[i].load_error[0]) {
+                snprintf(err, errcap, "%u device identities could not be loaded, e.g. %s", res->load_failed,
+                         fl.w[i].load_error);
+                break;
+            }
+    }
+    fl.start_ns = fdl_now_ns();
+    double cpu0 = fdl_cpu_seconds();
+    atomic_store(&fl.go, 1);
+
+    int all_seen = 0;
+    while (!g_stop_requested) {
+        usleep(100000);
+        uint32_t online = 0, ever = 0;
+        uint64_t failed = 0, acked = 0;
+        for (unsigned i = 0; i < fl.nw; i++) {
+            online += atomic_load(&fl.w[i].online);
+            ever += atomic_load(&fl.w[i].ever_online);
+            failed += atomic_load(&fl.w[i].failed_attempts);
+            acked += atomic_load(&fl.w[i].acked);
+        }
+        double el = secs_since(fl.start_ns);
+        if (progress)
+            progress(ud, online, ever, (uint32_t)failed, acked, el);
+        if (!all_seen && usable > 0 && ever == usable) {
+            all_seen = 1;
+            uint64_t last = 0;
+            for (unsigned i = 0; i < fl.nw; i++) {
+                uint64_t l = atomic_load(&fl.w[i].last_first_online_ns);
+                last = l > last ? l : last;
+            }
+            res->all_connected_s = (double)(last - fl.start_ns) / 1e9;
+            res->cpu_connect_s = fdl_cpu_seconds() - cpu0;
+            res->rss_connected_kib = fdl_rss_now_kib();
+            if (cfg->stop_when_all_online)
+                break;
+        }
+        if (cfg->duration_ms && el * 1000.0 >= (double)cfg->duration_ms)
+            break;
+        if (usable == 0)
+            break;
+    }
+    res->interrupted = g_stop_requested != 0;
+    if (!all_seen) {
+        res->cpu_connect_s = fdl_cpu_seconds() - cpu0;
+        res->rss_connected_kib = fdl_rss_now_kib();
+    }
+    ret = 0;
+
+cleanup:
+    atomic_store(&fl.stop, 1);
+    if (atomic_load(&fl.go) == 0)
+        atomic_store(&fl.go, -1);
+    for (unsigned i = 0; i < started_threads; i++)
+        uv_async_send(&fl.w[i].wake);
+    for (unsigned i = 0; i < started_threads; i++)
+        pthread_join(fl.w[i].th, NULL);
+    res->wall_s = secs_since(t0);
+    res->cpu_s = fdl_cpu_seconds();
+    res->rss_peak_kib = fdl_rss_peak_kib();
+
+    if (ret == 0) {
+        fdl_hist *hs = fdl_hist_new(), *cn = fdl_hist_new(), *ak = fdl_hist_new();
+        for (unsigned i = 0; i < fl.nw; i++) {
+            fdl_hist_merge(hs, fl.w[i].hs);
+            fdl_hist_merge(cn, fl.w[i].conn);
+            fdl_hist_merge(ak, fl.w[i].ack);
+        }
+        res->devices = n;
+        for (uint32_t i = 0; i < n; i++) {
+            fdl_device *d = &fl.devs[i];
+            if (!fl.usable[i]) {
+                res->failed++;
+                res->fail_by_reason[FDL_FAIL_LOCAL]++;
+                continue;
+            }
+            res->attempts += d->n_attempts;
+            res->published += d->mqtt.n_published;
+            res->acked += d->mqtt.n_acked;
+            res->commands_received += d->n_commands;
+            if (d->n_online > 0) {
+                res->connected++;
+            } else {
+                res->failed++;
+                res->fail_by_reason[d->last_fail]++;
+                if (!res->fail_example[d->last_fail][0])
+                    snprintf(res->fail_example[d->last_fail], sizeof res->fail_example[0], "%s: %s", d->id,
+                             d->last_error[0] ? d->last_error : "never admitted before the run ended");
+            }
+        }
+        for (unsigned i = 0; i < fl.nw; i++)
+            res->online_at_end += atomic_load(&fl.w[i].online);
+        res->hs_p50_us = fdl_hist_percentile(hs, 50);
+        res->hs_p95_us = fdl_hist_percentile(hs, 95);
+        res->hs_p99_us = fdl_hist_percentile(hs, 99);
+        res->hs_max_us = fdl_hist_max(hs);
+        res->conn_p50_us = fdl_hist_percentile(cn, 50);
+        res->conn_p95_us = fdl_hist_percentile(cn, 95);
+        res->conn_p99_us = fdl_hist_percentile(cn, 99);
+        res->ack_p50_us = fdl_hist_percentile(ak, 50);
+        res->ack_p99_us = fdl_hist_percentile(ak, 99);
+        fdl_hist_free(hs);
+        fdl_hist_free(cn);
+        fdl_hist_free(ak);
+    }
+    if (barrier_ok)
+        pthread_barrier_destroy(&fl.loaded_barrier);
+    if (fl.w)
+        for (unsigned i = 0; i < fl.nw; i++)
+            worker_free(&fl.w[i]);
+    if (fl.ids)
+        for (uint32_t i = 0; i < n; i++)
+            fdl_identity_free(&fl.ids[i]);
+    fdl_free(fl.w);
+    fdl_free(fl.devs);
+    fdl_free(fl.ids);
+    fdl_free(fl.usable);
+    mbedtls_x509_crt_free(&fl.trust);
+    return ret;
+}

@@ -1,0 +1,80 @@
+/*
+ * sim/fleet.h — runs N virtual devices against a broker on one or more libuv loops.
+ *
+ * Devices are split across worker threads, each with its own loop, random
+ * generator and slice of the fleet; a worker loads its devices' identities
+ * (token logins happen in parallel), then admits connection attempts with a cap
+ * on how many are in progress at once (a TLS handshake storm would otherwise
+ * overflow the broker's accept queue and turn into timeouts). The run ends after
+ * the configured real duration, on fdl_fleet_request_stop (signals), or — for
+ * benchmarks — once every device has connected.
+ */
+#ifndef FDL_FLEET_H
+#define FDL_FLEET_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "devices/device.h"
+#include "devices/se.h"
+#include "sim/identity.h"
+#include "sim/metrics.h"
+
+typedef struct fdl_fleet_cfg {
+    uint32_t n_devices;
+    uint32_t first_index;          /* device ids start here (for shards) */
+    const fdl_state *state;        /* borrowed */
+    fdl_se_module *se;             /* borrowed */
+    const char *trust_file;        /* the fleet root CA (PEM) */
+    const char *broker_host;
+    uint16_t broker_port;
+    const char *server_name;
+    double time_scale;
+    uint64_t duration_ms;          /* real ms from the start of connecting; 0 = until stopped */
+    unsigned threads;              /* worker loops; 0 = auto */
+    unsigned max_connecting;       /* attempts in progress at once, whole fleet */
+    int stop_when_all_online;      /* benchmarks: end as soon as every device is online */
+    fdl_device_params params;
+} fdl_fleet_cfg;
+
+/* Fills defaults: telemetry every 5 s, backoff 1 s .. 60 s, keepalive 60 s, 4 threads max, ... */
+void fdl_fleet_cfg_defaults(fdl_fleet_cfg *cfg);
+
+/* Figures of a finished run (read after fdl_fleet_run returns). */
+typedef struct fdl_fleet_result {
+    uint32_t devices, connected, failed, online_at_end, load_failed;
+    uint64_t attempts;
+    uint64_t fail_by_reason[FDL_FAIL__COUNT];   /* devices never online, by their last failure */
+    char fail_example[FDL_FAIL__COUNT][160];    /* one detail message per reason */
+    uint64_t published, acked, commands_received;
+    uint64_t hs_p50_us, hs_p95_us, hs_p99_us, hs_max_us;
+    uint64_t conn_p50_us, conn_p95_us, conn_p99_us;
+    uint64_t ack_p50_us, ack_p99_us;
+    double all_connected_s;        /* wall seconds until the last device first connected (0 if not all) */
+    double load_s;                 /* wall seconds spent loading identities (token logins) */
+    double wall_s;
+    double cpu_s;                  /* this process: user + system */
+    double cpu_connect_s;          /* CPU from start until all connected (or the end) */
+    uint64_t rss_peak_kib, rss_before_kib, rss_connected_kib;
+    unsigned threads;
+    int interrupted;
+} fdl_fleet_result;
+
+/* A progress callback the run calls on the main thread about ten times a second. */
+typedef void (*fdl_fleet_progress_cb)(void *ud, uint32_t online, uint32_t ever_online, uint32_t failed_now,
+                                      uint64_t published, double elapsed_s);
+
+/*
+ * Runs the fleet to completion on the calling thread (which only coordinates).
+ * Returns 0 when the run ended normally (whatever the devices achieved) and
+ * -1 on a setup error (message in err).
+ */
+int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_progress_cb progress, void *ud,
+                  char *err, size_t errcap);
+
+/* Async-signal-safe: asks a running fdl_fleet_run (and provisioning loops) to stop. */
+void fdl_fleet_request_stop(void);
+/* 1 once a stop was requested. */
+int fdl_fleet_stop_requested(void);
+
+#endif
