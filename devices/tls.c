@@ -194,7 +194,7 @@ static const fdl_transport_vtbl tls_vtbl = {
 };
 
 static const uint16_t tls_groups[] = {
-    MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1, MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1, MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_NONE,
 };
 
 fdl_transport *fdl_tls_new(fdl_transport *lower, const fdl_tls_client_cfg *cfg)

@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fdl_buildcfg.h"
+#include "sim/alloc.h"
 #include "sim/broker.h"
 #include "sim/context.h"
 #include "sim/fdl_log.h"
@@ -220,6 +223,35 @@ int fdl_cmd_provision(int argc, char **argv)
 
 /* ---- device show ------------------------------------------------------------- */
 
+/*
+ * mosquitto_pub/sub 2.0 call mosquitto_tls_set(), which fopen()s the key argument,
+ * before they apply --keyform engine; a PKCS#11 URI then fails as "File not
+ * found". An empty file named exactly like the URI (with its PIN) in a private
+ * directory lets the check pass; the engine then loads the key from the token.
+ */
+static int make_key_stub(const fdl_state *st, const char *id, const char *uri, char *dir, size_t cap)
+{
+    char pinpath[FDL_PATH_MAX], pin[64] = "", name[FDL_PATH_MAX * 2];
+    fdl_identity_path(st, id, "cli", dir, cap);
+    fdl_identity_path(st, id, "pin", pinpath, sizeof pinpath);
+    FILE *f = fopen(pinpath, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(pin, 1, sizeof pin - 1, f);
+    fclose(f);
+    pin[n] = 0;
+    pin[strcspn(pin, "\r\n")] = 0;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -1;
+    snprintf(name, sizeof name, "%s/%s;pin-value=%s", dir, uri, pin);
+    fdl_wipe(pin, sizeof pin);
+    int fd = open(name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
 int fdl_cmd_device(int argc, char **argv)
 {
     const char *state = fdl_default_state_dir();
@@ -281,6 +313,9 @@ int fdl_cmd_device(int argc, char **argv)
             fdl_json_str(j, "softhsm2_conf", ctx.st.hsm_conf);
             fdl_json_str(j, "pkcs11_module", FDL_SOFTHSM2_MODULE);
             fdl_json_str(j, "openssl_conf", ctx.openssl_cnf);
+            char stubdir[FDL_PATH_MAX];
+            if (make_key_stub(&ctx.st, id, uri, stubdir, sizeof stubdir) == 0)
+                fdl_json_str(j, "mosquitto_cli_dir", stubdir);
         } else {
             fdl_json_str(j, "key_file", key);
         }
@@ -297,11 +332,18 @@ int fdl_cmd_device(int argc, char **argv)
             printf("token        %s (PIN in %s)\n", id, pin);
             printf("SoftHSM2     SOFTHSM2_CONF=%s\nmodule       %s\nOpenSSL      OPENSSL_CONF=%s\n",
                    ctx.st.hsm_conf, FDL_SOFTHSM2_MODULE, ctx.openssl_cnf);
-            printf("\nexample (while 'fleetdrill run' is up; port from %s):\n", ctx.st.run_json);
-            printf("  SOFTHSM2_CONF=%s OPENSSL_CONF=%s \\\n    mosquitto_sub -h localhost -p PORT --cafile %s \\\n"
-                   "    --cert %s --keyform engine --tls-engine pkcs11 \\\n    --key '%s;pin-value='\"$(cat %s)\" "
-                   "-i %s -t commands/%s\n",
-                   ctx.st.hsm_conf, ctx.openssl_cnf, ca, cert, uri, pin, id, id);
+            char stubdir[FDL_PATH_MAX];
+            if (make_key_stub(&ctx.st, id, uri, stubdir, sizeof stubdir) == 0) {
+                printf("\nuse the device identity from standard tools while 'fleetdrill run' is up (port in %s):\n",
+                       ctx.st.run_json);
+                printf("  cd %s && SOFTHSM2_CONF=%s OPENSSL_CONF=%s \\\n"
+                       "    mosquitto_sub -h localhost -p PORT --cafile %s --cert %s \\\n"
+                       "      --keyform engine --tls-engine pkcs11 --key \"%s;pin-value=$(cat %s)\" \\\n"
+                       "      -i %s-probe -t telemetry/%s\n",
+                       stubdir, ctx.st.hsm_conf, ctx.openssl_cnf, ca, cert, uri, pin, id, id);
+                printf("  (mosquitto 2.0 clients open --key as a file before they honour --keyform engine;\n"
+                       "   %s holds an empty placeholder named after the URI so the check passes.)\n", stubdir);
+            }
         } else {
             printf("key          %s (a file: this profile has no secure element)\n", key);
         }
