@@ -190,7 +190,11 @@ int main(int argc, char **argv)
         st = fdl_se_module_open(FDL_SOFTHSM2_MODULE, conf, &m);
         double t_open_empty = now_s() - t0;
         if (st != FDL_SE_OK) {
-            printf("module_open_empty FAILED %s (CK_RV 0x%lx)\n", fdl_se_strerror(st), m ? fdl_se_last_rv(m) : 0ul);
+            /* No module object exists on failure, so there is no CK_RV to show. */
+            printf("module_open_empty FAILED %s\n", fdl_se_strerror(st));
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+            if (!keep && system(cmd) != 0)
+                fprintf(stderr, "bench_se: could not remove %s\n", dir);
             return 1;
         }
         printf("module_open_empty_ms %.2f\n", t_open_empty * 1e3);

@@ -361,7 +361,8 @@ static fdl_broker_status write_conf(const fdl_broker_opts *o, const fdl_broker *
             "require_certificate true\n"
             "use_identity_as_username true\n",
             FDL_BROKER_CONF, o->per_listener_settings ? "true" : "false", b->log_path, o->max_keepalive_s,
-            o->max_packet_size, user ? "user " : "", user ? user : "", user ? "\n" : "", (unsigned)b->port, b->host, o->cafile, o->certfile, o->keyfile);
+            o->max_packet_size, user ? "user " : "", user ? user : "", user ? "\n" : "", (unsigned)b->port,
+            b->host, o->cafile, o->certfile, o->keyfile);
     if (o->crlfile)
         fprintf(f, "crlfile %s\n", o->crlfile);
     /* Security settings: global when per_listener_settings is false, and

@@ -22,7 +22,6 @@
 #include "sim/progress.h"
 
 static volatile sig_atomic_t g_signals;
-static volatile pid_t g_broker_pid;
 
 static void on_signal(int sig)
 {
@@ -31,8 +30,7 @@ static void on_signal(int sig)
     fdl_fleet_request_stop();
     if (g_signals >= 2) {
         /* Second Ctrl-C: do not wait for a graceful stop, but never orphan the broker. */
-        if (g_broker_pid > 0)
-            kill(g_broker_pid, SIGKILL);
+        fdl_broker_signal_all(SIGKILL);
         _exit(FDL_EXIT_INTERRUPTED);
     }
 }
@@ -46,6 +44,8 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Every other way out of the process (exit() on an error path) stops the broker too. */
+    atexit(fdl_broker_stop_all);
 }
 
 static void usage(FILE *out)
@@ -640,7 +640,6 @@ static int do_run(run_opts *o)
         fprintf(stderr, "fleetdrill: broker: %s\n", err);
         goto out;
     }
-    g_broker_pid = fdl_broker_pid(broker);
     fprintf(stderr, "fleetdrill: mosquitto listening on %s:%u (TLS 1.3 only, client certificates required)\n",
             fdl_broker_host(broker), fdl_broker_port(broker));
     if (write_run_json(&ctx, broker, o) != 0)
@@ -663,7 +662,6 @@ static int do_run(run_opts *o)
     fdl_progress_free(pc.bar);
     unlink(ctx.st.run_json);
     fdl_broker_stop(broker);
-    g_broker_pid = 0;
     if (fr != 0) {
         fprintf(stderr, "fleetdrill: %s\n", err);
         goto out;

@@ -246,10 +246,11 @@ static void serves_tls13_with_client_certs_only(void **state)
     if (rc != 0 || !strstr(out, "Protocol version: TLSv1.3") || !strstr(out, "Verification: OK"))
         fail_msg("TLS 1.3 handshake failed (rc %d):\n%s", rc, out);
 
-    /* A full MQTT exchange with that identity; the broker takes the CN as username. */
+    /* A full MQTT exchange with that identity; the broker takes the CN as username,
+     * whatever username the client claims. */
     rc = sh(out, sizeof out,
             "mosquitto_pub -h 127.0.0.1 -p %u --tls-version tlsv1.3 --cafile '%s' --cert '%s' --key '%s' "
-            "-i dev-000001 -t telemetry/dev-000001 -m hello -q 1",
+            "-i dev-000001 -u dev-999999 -P x -t telemetry/dev-000001 -m hello -q 1",
             port, fx.chain, fx.client, fx.client_key);
     if (rc != 0)
         fail_msg("mosquitto_pub with a fleet certificate failed (rc %d):\n%s", rc, out);
@@ -288,6 +289,7 @@ static void serves_tls13_with_client_certs_only(void **state)
     snprintf(want, sizeof want, "Opening ipv4 listen socket on port %u.", port);
     assert_non_null(strstr(log, want));
     assert_non_null(strstr(log, "u'dev-000001'"));
+    assert_null(strstr(log, "u'dev-999999'"));
     assert_true(log[0] >= '2' && log[4] == '-' && log[10] == 'T'); /* 2026-..T..: ISO 8601 */
     free(log);
 
@@ -411,6 +413,73 @@ static void early_exit_reports_log(void **state)
     fdl_broker_free(NULL);
 }
 
+/* Writes an executable shell script; the stand-ins below play a broker that misbehaves. */
+static void write_script(const char *path, const char *body)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(body, f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0700), 0);
+}
+
+/* A broker that ignores SIGTERM is SIGKILLed after stop_timeout_ms; one that
+ * never gets ready is killed at the ready timeout. */
+static void stop_escalates_and_ready_times_out(void **state)
+{
+    (void)state;
+    char stubborn[700], silent[700], dir[600], err[4096], pidfile[700];
+    fdl_broker_opts o;
+    fdl_broker *b = NULL;
+
+    snprintf(stubborn, sizeof stubborn, "%s/fake-stubborn", fx.base);
+    write_script(stubborn,
+                 "#!/bin/sh\n"
+                 "port=$(sed -n 's/^listener \\([0-9]*\\) .*/\\1/p' \"$2\")\n"
+                 "exec /usr/bin/python3 -c '\n"
+                 "import signal, socket, sys, time\n"
+                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                 "s = socket.socket()\n"
+                 "s.bind((\"127.0.0.1\", int(sys.argv[1])))\n"
+                 "s.listen(16)\n"
+                 "print(\"Opening ipv4 listen socket on port %s.\" % sys.argv[1])\n"
+                 "print(\"mosquitto version fake running\", flush=True)\n"
+                 "while True: time.sleep(1)\n"
+                 "' \"$port\"\n");
+    broker_opts(&o, "b-stubborn", dir, sizeof dir);
+    o.bin = stubborn;
+    o.stop_timeout_ms = 300;
+    if (fdl_broker_start(&o, &b, err, sizeof err) != FDL_BROKER_OK)
+        fail_msg("stubborn stand-in did not start: %s", err);
+    pid_t pid = fdl_broker_pid(b);
+    double t0 = now_ms();
+    assert_int_equal(fdl_broker_stop(b), FDL_BROKER_OK);
+    double took = now_ms() - t0;
+    print_message("SIGTERM ignored: SIGKILL after %.0f ms\n", took);
+    assert_true(took >= 290);
+    assert_true(WIFSIGNALED(fdl_broker_exit_status(b)));
+    assert_int_equal(WTERMSIG(fdl_broker_exit_status(b)), SIGKILL);
+    assert_true(gone(pid));
+    fdl_broker_free(b);
+
+    snprintf(silent, sizeof silent, "%s/fake-silent", fx.base);
+    write_script(silent, "#!/bin/sh\necho $$ > \"$(dirname \"$2\")/fake.pid\"\nexec sleep 100\n");
+    broker_opts(&o, "b-silent", dir, sizeof dir);
+    o.bin = silent;
+    o.ready_timeout_ms = 300;
+    b = NULL;
+    assert_int_equal(fdl_broker_start(&o, &b, err, sizeof err), FDL_BROKER_ERR_TIMEOUT);
+    assert_null(b);
+    assert_non_null(strstr(err, "not ready after 300 ms"));
+    snprintf(pidfile, sizeof pidfile, "%s/fake.pid", dir);
+    FILE *f = fopen(pidfile, "r");
+    assert_non_null(f);
+    int spid = 0;
+    assert_int_equal(fscanf(f, "%d", &spid), 1);
+    fclose(f);
+    assert_true(gone((pid_t)spid));
+}
+
 /* The atexit and signal-handler paths. */
 static void stop_all_and_signal_all(void **state)
 {
@@ -463,6 +532,7 @@ int main(void)
         cmocka_unit_test(serves_tls13_with_client_certs_only),
         cmocka_unit_test(broker_dies_with_killed_parent),
         cmocka_unit_test(early_exit_reports_log),
+        cmocka_unit_test(stop_escalates_and_ready_times_out),
         cmocka_unit_test(stop_all_and_signal_all),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

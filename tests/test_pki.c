@@ -544,6 +544,22 @@ static void allocation_failures(void **state)
         assert_int_equal(b.allocs - a.allocs, b.frees - a.frees);
     }
     assert_true(saw_ok);
+
+    /* Re-checking an existing PKI reads every file back: fail each of those reads in turn. */
+    saw_ok = 0;
+    for (uint64_t nth = 1; nth < 30 && !saw_ok; nth++) {
+        fdl_alloc_stats a = fdl_alloc_get_stats();
+        fdl_alloc_fail_nth(nth);
+        fdl_pki_status st = fdl_pki_setup_soft(dir, NULL);
+        fdl_alloc_fail_nth(0);
+        if (st == FDL_PKI_OK)
+            saw_ok = 1;
+        else
+            assert_int_equal(st, FDL_PKI_ERR_NOMEM);
+        fdl_alloc_stats b = fdl_alloc_get_stats();
+        assert_int_equal(b.allocs - a.allocs, b.frees - a.frees);
+    }
+    assert_true(saw_ok);
     mbedtls_pk_free(&key);
     fdl_test_rmrf(dir);
 }
