@@ -2,6 +2,7 @@
 #include "cloud/pki.h"
 
 #include "sim/alloc.h"
+#include "sim/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,23 +113,10 @@ static fdl_pki_status join(char *buf, size_t cap, const char *dir, const char *n
 /* mkdir -p with mode 0700 for every directory it creates. */
 static fdl_pki_status ensure_dir(const char *dir)
 {
-    char p[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof p)
-        return fail(FDL_PKI_ERR_ARG, "bad directory name");
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            return fail(FDL_PKI_ERR_IO, "mkdir %s: %s", p, strerror(errno));
-        p[i] = c;
-    }
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return fail(FDL_PKI_ERR_IO, "%s is not a directory", dir);
+    int r = fdl_mkdir_p(dir, 0700);
+    if (r != 0)
+        return fail(r == -EINVAL || r == -ENAMETOOLONG ? FDL_PKI_ERR_ARG : FDL_PKI_ERR_IO, "mkdir %s: %s", dir,
+                    strerror(-r));
     return FDL_PKI_OK;
 }
 
@@ -209,52 +197,13 @@ static void free_secret(unsigned char *buf, size_t len)
     }
 }
 
-/*
- * Writes data to path through a temporary file in the same directory and a
- * rename, so readers see the old file or the whole new one, never a part.
- */
+/* Atomic replacement of path (see sim/fsutil.h). */
 static fdl_pki_status write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
-    fdl_pki_status st = FDL_PKI_ERR_IO;
-    char tmp[PATH_MAX];
-    size_t done = 0;
-    int fd = -1, n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        return fail(FDL_PKI_ERR_ARG, "path too long: %s", path);
-    unlink(tmp); /* a leftover of a crashed run with the same pid */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0) {
-        st = fail(FDL_PKI_ERR_IO, "create %s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    while (done < len) {
-        ssize_t w = write(fd, (const char *)data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            st = fail(FDL_PKI_ERR_IO, "write %s: %s", tmp, strerror(errno));
-            goto cleanup;
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
-        st = fail(FDL_PKI_ERR_IO, "flush %s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        st = fail(FDL_PKI_ERR_IO, "rename to %s: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    st = FDL_PKI_OK;
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    if (st != FDL_PKI_OK)
-        unlink(tmp);
-    return st;
+    int r = fdl_write_file_atomic(path, data, len, mode);
+    if (r != 0)
+        return fail(r == -ENAMETOOLONG ? FDL_PKI_ERR_ARG : FDL_PKI_ERR_IO, "write %s: %s", path, strerror(-r));
+    return FDL_PKI_OK;
 }
 
 /* An entropy source + CTR-DRBG pair. */

@@ -3,6 +3,7 @@
 
 #include "fdl_buildcfg.h"
 #include "sim/alloc.h"
+#include "sim/fsutil.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -186,25 +187,6 @@ static char *dup_path(const char *dir, const char *name)
 static int has_newline(const char *s)
 {
     return s && strpbrk(s, "\r\n") != NULL;
-}
-
-static int mkdir_p(const char *dir)
-{
-    char p[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof p)
-        return -1;
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            return -1;
-        p[i] = c;
-    }
-    return 0;
 }
 
 /* Reads up to LOG_SCAN_MAX bytes of the log (the end of it if longer); caller frees. */
@@ -685,7 +667,7 @@ fdl_broker_status fdl_broker_start(const fdl_broker_opts *o, fdl_broker **out, c
     *out = NULL;
     if ((st = check_opts(o, &eff, &addr, err, errcap)) != FDL_BROKER_OK)
         goto cleanup;
-    if (mkdir_p(eff.dir) != 0) {
+    if (fdl_mkdir_p(eff.dir, 0700) != 0) {
         st = fail(FDL_BROKER_ERR_IO, err, errcap, "mkdir %s: %s", eff.dir, strerror(errno));
         goto cleanup;
     }

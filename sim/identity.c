@@ -13,6 +13,7 @@
 #include <mbedtls/ecp.h>
 
 #include "sim/alloc.h"
+#include "sim/fsutil.h"
 
 const char *fdl_profile_name(fdl_profile p)
 {
@@ -30,51 +31,6 @@ int fdl_profile_parse(const char *s, fdl_profile *out)
     return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char tmp[FDL_PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return -ENAMETOOLONG;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-/* Writes data to path atomically (temp file + fsync + rename) with the given mode. */
-static int write_file(const char *path, const void *data, size_t len, mode_t mode)
-{
-    char tmp[FDL_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return -errno;
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return -e;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return -EIO;
-    }
-    return rename(tmp, path) == 0 ? 0 : -errno;
-}
-
 static int read_small(const char *path, char *buf, size_t cap)
 {
     FILE *f = fopen(path, "re");
@@ -90,7 +46,7 @@ static int read_small(const char *path, char *buf, size_t cap)
 int fdl_state_init(fdl_state *st, const char *dir)
 {
     memset(st, 0, sizeof *st);
-    int r = mkdir_p(dir, 0700);
+    int r = fdl_mkdir_p(dir, 0700);
     if (r)
         return r;
     char abs[PATH_MAX];
@@ -106,8 +62,8 @@ int fdl_state_init(fdl_state *st, const char *dir)
     snprintf(st->run_json, sizeof st->run_json, "%s/run.json", abs);
     char tokens[FDL_PATH_MAX];
     snprintf(tokens, sizeof tokens, "%s/hsm/tokens", abs);
-    if ((r = mkdir_p(tokens, 0700)) || (r = mkdir_p(st->pki_dir, 0700)) || (r = mkdir_p(st->devices_dir, 0700)) ||
-        (r = mkdir_p(st->broker_dir, 0700)))
+    if ((r = fdl_mkdir_p(tokens, 0700)) || (r = fdl_mkdir_p(st->pki_dir, 0700)) || (r = fdl_mkdir_p(st->devices_dir, 0700)) ||
+        (r = fdl_mkdir_p(st->broker_dir, 0700)))
         return r;
     if (access(st->hsm_conf, F_OK) != 0) {
         char conf[FDL_PATH_MAX + 128];
@@ -118,7 +74,7 @@ int fdl_state_init(fdl_state *st, const char *dir)
                          "log.level = ERROR\n"
                          "slots.removable = false\n",
                          tokens);
-        if ((r = write_file(st->hsm_conf, conf, (size_t)n, 0600)))
+        if ((r = fdl_write_file_atomic(st->hsm_conf, conf, (size_t)n, 0600)))
             return r;
     }
     return 0;
@@ -178,13 +134,13 @@ int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki,
     if (fdl_identity_exists(st, id))
         return 0;
     snprintf(dir, sizeof dir, "%s/%s", st->devices_dir, id);
-    if (mkdir_p(dir, 0700) != 0) {
+    if (fdl_mkdir_p(dir, 0700) != 0) {
         snprintf(err, errcap, "%s: cannot create %s: %s", id, dir, strerror(errno));
         goto cleanup;
     }
     fdl_identity_path(st, id, "profile", path, sizeof path);
     const char *pname = fdl_profile_name(profile);
-    if (write_file(path, pname, strlen(pname), 0644) != 0) {
+    if (fdl_write_file_atomic(path, pname, strlen(pname), 0644) != 0) {
         snprintf(err, errcap, "%s: cannot write %s", id, path);
         goto cleanup;
     }
@@ -195,7 +151,7 @@ int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki,
         fdl_identity_path(st, id, "pin", path, sizeof path);
         if (read_small(path, pin, sizeof pin) <= 0) {
             random_hex(f_rng, p_rng, pin, 8);
-            if (write_file(path, pin, strlen(pin), 0600) != 0) {
+            if (fdl_write_file_atomic(path, pin, strlen(pin), 0600) != 0) {
                 snprintf(err, errcap, "%s: cannot write %s", id, path);
                 goto cleanup;
             }
@@ -226,7 +182,7 @@ int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki,
             goto cleanup;
         }
         fdl_identity_path(st, id, "key.pem", path, sizeof path);
-        int w = write_file(path, pem, strlen((char *)pem), 0600);
+        int w = fdl_write_file_atomic(path, pem, strlen((char *)pem), 0600);
         fdl_wipe(pem, sizeof pem);
         if (w != 0) {
             snprintf(err, errcap, "%s: cannot write %s", id, path);

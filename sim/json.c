@@ -2,6 +2,7 @@
 #include "sim/json.h"
 
 #include "sim/alloc.h"
+#include "sim/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -396,107 +397,13 @@ const char *fdl_json_text(const fdl_json *j, size_t *len)
     return j->buf;
 }
 
-/* Writes all n bytes; 0 or -errno. */
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* fsync on the directory holding path, so the rename itself survives a crash. */
-static int sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = NULL;
-    int rc = -ENOMEM;
-    if (!slash) {
-        dir = fdl_strdup(".");
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        dir = fdl_malloc(n + 1);
-        if (dir) {
-            memcpy(dir, path, n);
-            dir[n] = '\0';
-        }
-    }
-    if (!dir)
-        goto cleanup;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        goto cleanup;
-    }
-    rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-cleanup:
-    fdl_free(dir);
-    return rc;
-}
 
 int fdl_json_write_file(const fdl_json *j, const char *path)
 {
-    int rc = -EINVAL;
-    int fd = -1;
-    char *tmp = NULL;
     size_t len;
     const char *text = fdl_json_text(j, &len);
     if (!text || !path || !*path)
-        goto cleanup;
-
-    /* A name next to the target, so rename(2) stays within one file system. */
-    size_t plen = strlen(path);
-    rc = -ENOMEM;
-    tmp = fdl_malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp)
-        goto cleanup;
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        fdl_free(tmp);
-        tmp = NULL; /* nothing was created, so nothing to unlink */
-        goto cleanup;
-    }
-    if (fchmod(fd, 0644) != 0) {
-        rc = -errno;
-        goto cleanup;
-    }
-    if ((rc = write_all(fd, text, len)) != 0 || (rc = write_all(fd, "\n", 1)) != 0)
-        goto cleanup;
-    if (fsync(fd) != 0) {
-        rc = -errno;
-        goto cleanup;
-    }
-    int cfd = fd;
-    fd = -1;
-    if (close(cfd) != 0) {
-        rc = -errno;
-        goto cleanup;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = -errno;
-        goto cleanup;
-    }
-    fdl_free(tmp);
-    tmp = NULL; /* renamed: it is the real file now */
-    rc = sync_parent_dir(path);
-
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    if (tmp) {
-        unlink(tmp);
-        fdl_free(tmp);
-    }
-    return rc;
+        return -EINVAL;
+    struct iovec iov[2] = {{(void *)text, len}, {(void *)"\n", 1}};
+    return fdl_write_file_atomicv(path, iov, 2, 0644);
 }

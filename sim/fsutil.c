@@ -1,0 +1,115 @@
+/* sim/fsutil.c — mkdir -p and atomic, durable file replacement (see fsutil.h). */
+#include "sim/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int fdl_mkdir_p(const char *path, mode_t mode)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0)
+        return -EINVAL;
+    if (n >= sizeof p)
+        return -ENAMETOOLONG;
+    memcpy(p, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, mode) != 0 && errno != EEXIST)
+            return -errno;
+        p[i] = c;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return -errno;
+    return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* fsync of the directory that holds path: makes the rename itself durable. */
+static int sync_dir_of(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+int fdl_write_file_atomicv(const char *path, const struct iovec *iov, int iovcnt, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    int rc = -EINVAL, fd = -1;
+    if (!path || !*path)
+        return -EINVAL;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    /* Next to the target so rename(2) stays within one file system. */
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fchmod(fd, mode) != 0) {
+        rc = -errno;
+        goto cleanup;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        const char *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        while (left > 0) {
+            ssize_t w = write(fd, p, left);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                rc = w < 0 ? -errno : -EIO;
+                goto cleanup;
+            }
+            p += w;
+            left -= (size_t)w;
+        }
+    }
+    if (fsync(fd) != 0) {
+        rc = -errno;
+        goto cleanup;
+    }
+    int cfd = fd;
+    fd = -1;
+    if (close(cfd) != 0) {
+        rc = -errno;
+        goto cleanup;
+    }
+    if (rename(tmp, path) != 0) {
+        rc = -errno;
+        goto cleanup;
+    }
+    tmp[0] = '\0';   /* renamed: nothing to remove */
+    rc = sync_dir_of(path);
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    if (tmp[0])
+        unlink(tmp);
+    return rc;
+}
+
+int fdl_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    return fdl_write_file_atomicv(path, &iov, 1, mode);
+}
