@@ -22,9 +22,10 @@
  *    PKCS#11 login state belongs to the token, not to a session: every session
  *    an application has on a token is logged in or out together. Keys are
  *    fdl_se_key objects with a session each, so the map entry also counts the
- *    keys open on each token. Only the first key logs in and only the last one
- *    logs out; otherwise freeing one device key would log out its neighbours
- *    when several keys share a token. A later key on an already logged-in token
+ *    keys open on each token. Only the first key logs in, and the token is
+ *    logged out only when the last key's session closes (closing an
+ *    application's last session does that); a C_Logout from any one key would
+ *    log out its neighbours when several keys share a token. A later key on an already logged-in token
  *    must still present the right PIN, so the entry keeps a salted SHA-256 of
  *    the PIN that logged in (never the PIN) and compares in constant time.
  *
@@ -148,6 +149,7 @@ struct fdl_se_module {
     CK_SLOT_ID *slots;    /* scratch for C_GetSlotList, grows to SE_SLOTS_MAX */
     size_t slots_cap;
     size_t live_keys;
+    int finalized;        /* fdl_se_module_shutdown ran: sessions are gone, keys only free memory */
     uint8_t pin_salt[SE_SALT_LEN];
 };
 
@@ -607,7 +609,8 @@ void fdl_se_module_free(fdl_se_module *m)
         fprintf(stderr, "fdl_se_module_free: %zu keys still open; free them first\n", m->live_keys);
         abort();
     }
-    m->p11->C_Finalize(NULL);
+    if (!m->finalized)
+        m->p11->C_Finalize(NULL);
     dlclose(m->dl);
     if (m->toks) {
         fdl_wipe(m->toks, m->tok_cap * sizeof *m->toks);
@@ -617,6 +620,20 @@ void fdl_se_module_free(fdl_se_module *m)
     pthread_mutex_destroy(&m->lock);
     fdl_wipe(m->pin_salt, sizeof m->pin_salt);
     fdl_free(m);
+}
+
+void fdl_se_module_shutdown(fdl_se_module *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    if (!m->finalized) {
+        /* C_Finalize closes every session at once; SoftHSM2 would otherwise walk
+         * all handles for each C_CloseSession, O(N^2) over a fleet. */
+        m->p11->C_Finalize(NULL);
+        m->finalized = 1;
+    }
+    pthread_mutex_unlock(&m->lock);
 }
 
 /* ---- tokens --------------------------------------------------------------- */
@@ -725,7 +742,8 @@ static void se_key_release(fdl_se_key *k)
      * sees the login still counted or logs in again after this close.
      */
     if (k->session != CK_INVALID_HANDLE) {
-        m->p11->C_CloseSession(k->session);
+        if (!m->finalized)
+            m->p11->C_CloseSession(k->session);
         k->session = CK_INVALID_HANDLE;
     }
     pthread_mutex_unlock(&m->lock);
@@ -915,7 +933,7 @@ fdl_se_status fdl_se_keygen(fdl_se_module *m, const char *token_label, const cha
      * public point (the RFC 5280 key-identifier convention) would need a
      * C_SetAttributeValue on each half after generation, and SoftHSM rewrites
      * an object's whole file for that: on ext4 those two rewrites cost about a
-     * fifth of device creation (docs/secure-element.md). A certificate stored
+     * sixth of device creation (docs/secure-element.md). A certificate stored
      * later pairs with the key by copying the key's CKA_ID.
      */
     uint8_t id[SE_KEY_ID_LEN];

@@ -51,6 +51,7 @@ typedef struct fdl_se_key fdl_se_key;       /* one token key pair + its logged-i
 
 /*
  * Loads the PKCS#11 module at module_path and calls C_Initialize (OS locking).
+ * Call it before starting other threads (it sets SOFTHSM2_CONF with setenv).
  * softhsm_conf (copied): if non-NULL, SOFTHSM2_CONF is set to it first, which
  * SoftHSM2 reads during C_Initialize. One module per process is supported
  * (PKCS#11 itself is process-global). Freed with fdl_se_module_free
@@ -58,6 +59,14 @@ typedef struct fdl_se_key fdl_se_key;       /* one token key pair + its logged-i
  */
 fdl_se_status fdl_se_module_open(const char *module_path, const char *softhsm_conf, fdl_se_module **out);
 void fdl_se_module_free(fdl_se_module *m);
+
+/*
+ * Fast teardown of a whole fleet: C_Finalize now, which closes every session
+ * and logs every token out at once. Afterwards keys can only be freed (signing
+ * fails), and fdl_se_key_free no longer calls into PKCS#11. Still call
+ * fdl_se_key_free on every key, then fdl_se_module_free. Idempotent; NULL ok.
+ */
+void fdl_se_module_shutdown(fdl_se_module *m);
 
 /* The last CK_RV a call on this module saw (for error messages). */
 unsigned long fdl_se_last_rv(const fdl_se_module *m);
@@ -86,7 +95,11 @@ fdl_se_status fdl_se_keygen(fdl_se_module *m, const char *token_label, const cha
 fdl_se_status fdl_se_key_open(fdl_se_module *m, const char *token_label, const char *user_pin,
                               const char *key_label, fdl_se_key **out);
 
-/* Logs out, closes the session and frees; fdl_se_key_free(NULL) is a no-op. */
+/*
+ * Closes the key's session and frees it; the token is logged out when its last
+ * open key goes (PKCS#11 login is per token, so other keys on the same token
+ * stay usable). fdl_se_key_free(NULL) is a no-op.
+ */
 void fdl_se_key_free(fdl_se_key *k);
 
 /*

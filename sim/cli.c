@@ -654,6 +654,7 @@ static int do_run(run_opts *o)
     o->fleet.broker_port = fdl_broker_port(broker);
     o->fleet.duration_ms = (uint64_t)(o->duration_s * 1000.0);
     o->fleet.stop_when_all_online = o->bench;
+    o->fleet.finalize_se_at_end = 1;   /* nothing uses the tokens after the run */
 
     progress_ctx pc = {fdl_progress_new(stderr, o->bench ? "connecting" : "fleet", o->devices), o->devices};
     fdl_fleet_result res;

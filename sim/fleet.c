@@ -464,9 +464,12 @@ cleanup:
     if (fl.w)
         for (unsigned i = 0; i < fl.nw; i++)
             worker_free(&fl.w[i]);
-    if (fl.ids)
+    if (fl.ids) {
+        if (cfg->finalize_se_at_end)
+            fdl_se_module_shutdown(cfg->se);
         for (uint32_t i = 0; i < n; i++)
             fdl_identity_free(&fl.ids[i]);
+    }
     fdl_free(fl.w);
     fdl_free(fl.devs);
     fdl_free(fl.ids);

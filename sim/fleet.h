@@ -34,6 +34,8 @@ typedef struct fdl_fleet_cfg {
     unsigned threads;              /* worker loops; 0 = auto */
     unsigned max_connecting;       /* attempts in progress at once, whole fleet */
     int stop_when_all_online;      /* benchmarks: end as soon as every device is online */
+    int finalize_se_at_end;        /* the caller is done with cfg->se: tear the fleet's tokens down
+                                      with one C_Finalize instead of N session closes (O(N^2) in SoftHSM2) */
     fdl_device_params params;
 } fdl_fleet_cfg;
 

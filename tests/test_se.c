@@ -474,6 +474,39 @@ static void key_persists_across_finalize(void **state)
     assert_int_equal(b.allocs - a.allocs, b.frees - a.frees);
 }
 
+/* Fast teardown: after fdl_se_module_shutdown, keys only free memory, signing fails, and the
+ * tokens and keys are intact for the next C_Initialize. */
+static void shutdown_then_free(void **state)
+{
+    struct fx *f = *state;
+    fdl_alloc_stats a = fdl_alloc_get_stats();
+    uint8_t hash[32], sig[SIG_CAP];
+    size_t len;
+    sha256("shutdown", hash);
+    fdl_se_module *m = NULL;
+    fdl_se_key *k1 = NULL, *k2 = NULL;
+    assert_int_equal(fdl_se_module_open(FDL_SOFTHSM2_MODULE, f->conf, &m), FDL_SE_OK);
+    assert_int_equal(fdl_se_token_create(m, "dev-000050", SO_PIN, USER_PIN), FDL_SE_OK);
+    assert_int_equal(fdl_se_token_create(m, "dev-000051", SO_PIN, USER_PIN), FDL_SE_OK);
+    assert_int_equal(fdl_se_keygen(m, "dev-000050", USER_PIN, "device-key", &k1), FDL_SE_OK);
+    assert_int_equal(fdl_se_keygen(m, "dev-000051", USER_PIN, "device-key", &k2), FDL_SE_OK);
+    fdl_se_module_shutdown(m);
+    fdl_se_module_shutdown(m);   /* idempotent */
+    assert_int_not_equal(fdl_se_key_sign(k1, hash, sizeof hash, sig, sizeof sig, &len), FDL_SE_OK);
+    fdl_se_key_free(k1);
+    fdl_se_key_free(k2);
+    fdl_se_module_free(m);
+    m = NULL;
+    assert_int_equal(fdl_se_module_open(FDL_SOFTHSM2_MODULE, f->conf, &m), FDL_SE_OK);
+    assert_int_equal(fdl_se_key_open(m, "dev-000051", USER_PIN, "device-key", &k2), FDL_SE_OK);
+    assert_int_equal(fdl_se_key_sign(k2, hash, sizeof hash, sig, sizeof sig, &len), FDL_SE_OK);
+    fdl_se_key_free(k2);
+    fdl_se_module_free(m);
+    fdl_se_module_shutdown(NULL);
+    fdl_alloc_stats b = fdl_alloc_get_stats();
+    assert_int_equal(b.allocs - a.allocs, b.frees - a.frees);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
@@ -496,6 +529,7 @@ int main(void)
     };
     const struct CMUnitTest persist[] = {
         cmocka_unit_test(key_persists_across_finalize),
+        cmocka_unit_test(shutdown_then_free),
     };
     int failed = 0;
     failed += cmocka_run_group_tests_name("se_pure", pure, NULL, NULL);
