@@ -132,4 +132,25 @@ unsigned long fdl_se_key_get_private_attr(fdl_se_key *k, unsigned long attr_type
  */
 fdl_se_status fdl_se_uri(const char *token_label, const char *key_label, char *buf, size_t cap);
 
+/*
+ * SoftHSM2 2.6 numbers a token's slot with the low 31 bits of the last 8 hex
+ * digits of its random serial and aborts C_Initialize (an assert) when two
+ * tokens share that number; with 10,000 tokens that happens with about 2%
+ * probability. fdl_se_slot_collisions reads the token directory named in
+ * softhsm_conf *before* C_Initialize (SoftHSM2's token.object files: the label
+ * and serial attributes) and reports every token whose slot number is already
+ * taken, so the caller can move it aside instead of crashing.
+ */
+typedef struct fdl_se_collision {
+    char token_dir[1024];   /* the token's directory (a later one of the colliding pair) */
+    char label[33];         /* its label, blanks trimmed */
+    char other_label[33];   /* the token it collides with ("" for SoftHSM's free slot) */
+    char other_dir[1024];   /* that token's directory ("" for the free slot) */
+    unsigned long slot_id;
+} fdl_se_collision;
+
+/* Fills up to cap entries; returns how many collisions exist (may exceed cap), or -1 if the
+ * configuration or token directory cannot be read. */
+int fdl_se_slot_collisions(const char *softhsm_conf, fdl_se_collision *out, size_t cap);
+
 #endif /* FDL_SE_H */

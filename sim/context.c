@@ -1,6 +1,7 @@
 /* sim/context.c — state, secure-element module, RNG and CA for commands (see context.h). */
 #include "sim/context.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "devices/tls.h"
 #include "fdl_buildcfg.h"
+#include "sim/fsutil.h"
 
 const char *fdl_default_state_dir(void)
 {
@@ -36,6 +38,56 @@ static int write_openssl_cnf(fdl_ctx *c)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/*
+ * SoftHSM2 aborts C_Initialize when two tokens map to the same slot number
+ * (see fdl_se_slot_collisions). A device token is cheap to remake: move it
+ * aside into hsm/quarantine/ and drop the device's certificate, so the next
+ * provisioning pass gives it a new token (new random serial), key and
+ * certificate under the same id. The CA token is never moved.
+ */
+static int heal_slot_collisions(const fdl_state *st, char *err, size_t errcap)
+{
+    fdl_se_collision col[16];
+    int n = fdl_se_slot_collisions(st->hsm_conf, col, 16);
+    if (n <= 0)
+        return 0;
+    if (n > 16) {
+        snprintf(err, errcap, "%d SoftHSM2 slot-number collisions in %s; remove the affected tokens", n, st->hsm_conf);
+        return -1;
+    }
+    char qdir[FDL_PATH_MAX];
+    snprintf(qdir, sizeof qdir, "%s/hsm/quarantine", st->dir);
+    if (fdl_mkdir_p(qdir, 0700) != 0) {
+        snprintf(err, errcap, "cannot create %s", qdir);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *dir = col[i].token_dir, *label = col[i].label;
+        if (!strcmp(label, FDL_PKI_TOKEN_LABEL) && col[i].other_dir[0]) {
+            dir = col[i].other_dir;
+            label = col[i].other_label;
+        }
+        if (!strcmp(label, FDL_PKI_TOKEN_LABEL) || !label[0]) {
+            snprintf(err, errcap, "SoftHSM2 slot collision involving the CA token (%s); cannot repair", dir);
+            return -1;
+        }
+        char dest[FDL_PATH_MAX], cert[FDL_PATH_MAX];
+        const char *base = strrchr(dir, '/');
+        snprintf(dest, sizeof dest, "%s/%s", qdir, base ? base + 1 : dir);
+        if (rename(dir, dest) != 0) {
+            snprintf(err, errcap, "cannot move token %s aside: %s", dir, strerror(errno));
+            return -1;
+        }
+        fdl_identity_path(st, label, "cert.pem", cert, sizeof cert);
+        unlink(cert);
+        fprintf(stderr,
+                "fleetdrill: SoftHSM2 would number tokens %s and %s the same slot (%lu) and abort;\n"
+                "fleetdrill: moved %s's token to %s; it is re-provisioned with a new token on the next run\n",
+                label, col[i].label == label ? col[i].other_label : col[i].label, col[i].slot_id, label, dest);
+    }
+    return 0;
+}
+
 int fdl_ctx_open(fdl_ctx *c, const char *state_dir, int want_pki, char *err, size_t errcap)
 {
     memset(c, 0, sizeof *c);
@@ -54,6 +106,8 @@ int fdl_ctx_open(fdl_ctx *c, const char *state_dir, int want_pki, char *err, siz
         snprintf(err, errcap, "PSA crypto initialisation failed");
         goto fail;
     }
+    if (heal_slot_collisions(&c->st, err, errcap) != 0)
+        goto fail;
     fdl_se_status s = fdl_se_module_open(FDL_SOFTHSM2_MODULE, c->st.hsm_conf, &c->se);
     if (s != FDL_SE_OK) {
         snprintf(err, errcap, "cannot load SoftHSM2 (%s): %s", FDL_SOFTHSM2_MODULE, fdl_se_strerror(s));
