@@ -210,6 +210,9 @@ static void *worker_main(void *arg)
     while (atomic_load(&fl->go) == 0)
         usleep(1000);
     if (atomic_load(&fl->go) > 0) {
+        /* libuv timers count from the loop's cached time, which dates from before the
+         * identity loading above (16 s for 10,000 tokens): refresh it before arming any. */
+        uv_update_time(&w->loop);
         for (uint32_t i = w->first; i < w->first + w->count; i++) {
             if (!fl->usable[i])
                 continue;
