@@ -130,6 +130,7 @@ struct se_tok {
     uint8_t used;
     CK_SLOT_ID slot;
     unsigned open_keys;                /* fdl_se_key objects sharing this token's login */
+    uint8_t logging_in;                /* a C_Login on this token is running outside the lock */
     uint8_t pin_tag[32];               /* SHA-256(salt || PIN) while open_keys > 0 */
 };
 
@@ -141,6 +142,7 @@ struct fdl_se_module {
     struct se_pk_info pk_info;
 
     pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t login_done; /* signalled when a token's logging_in clears */
     int scanned;          /* the label map reflects every slot */
     struct se_tok *toks;  /* open addressing, linear probing, cap is a power of 2 */
     size_t tok_cap, tok_count;
@@ -554,6 +556,10 @@ fdl_se_status fdl_se_module_open(const char *module_path, const char *softhsm_co
     int locked_init = 0, p11_init = 0;
     if (pthread_mutex_init(&m->lock, NULL) != 0)
         goto cleanup;
+    if (pthread_cond_init(&m->login_done, NULL) != 0) {
+        pthread_mutex_destroy(&m->lock);
+        goto cleanup;
+    }
     locked_init = 1;
 
     st = se_check_mbedtls_abi(m);
@@ -592,8 +598,10 @@ cleanup:
         m->p11->C_Finalize(NULL);
     if (m->dl)
         dlclose(m->dl);
-    if (locked_init)
+    if (locked_init) {
+        pthread_cond_destroy(&m->login_done);
         pthread_mutex_destroy(&m->lock);
+    }
     fdl_wipe(m->pin_salt, sizeof m->pin_salt);
     fdl_free(m);
     return st;
@@ -617,6 +625,7 @@ void fdl_se_module_free(fdl_se_module *m)
         fdl_free(m->toks);
     }
     fdl_free(m->slots);
+    pthread_cond_destroy(&m->login_done);
     pthread_mutex_destroy(&m->lock);
     fdl_wipe(m->pin_salt, sizeof m->pin_salt);
     fdl_free(m);
@@ -788,25 +797,57 @@ static fdl_se_status se_key_begin(fdl_se_module *m, const char *token_label, con
         st = FDL_SE_ERR_NOT_FOUND;
         goto unlock;
     }
-    CK_FLAGS flags = CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0);
-    rv = se_rv(m, m->p11->C_OpenSession(t->slot, flags, NULL, NULL, &k->session));
-    if (rv != CKR_OK) {
-        k->session = CK_INVALID_HANDLE;
-        st = se_status(rv);
-        goto unlock;
+    /* Another thread is logging in to this very token: wait, then share its login. */
+    while (t->logging_in) {
+        pthread_cond_wait(&m->login_done, &m->lock);
+        t = se_map_find(m, label);   /* the map may have grown while we waited */
+        if (!t) {
+            st = FDL_SE_ERR_NOT_FOUND;
+            goto unlock;
+        }
     }
+    CK_FLAGS flags = CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0);
     if (t->open_keys > 0) {
+        rv = se_rv(m, m->p11->C_OpenSession(t->slot, flags, NULL, NULL, &k->session));
+        if (rv != CKR_OK) {
+            k->session = CK_INVALID_HANDLE;
+            st = se_status(rv);
+            goto unlock;
+        }
         /* Already logged in through another key: check the PIN ourselves. */
         if (mbedtls_ct_memcmp(tag, t->pin_tag, sizeof tag) != 0) {
             st = FDL_SE_ERR_PIN;
             goto unlock;
         }
     } else {
-        rv = se_rv(m, m->p11->C_Login(k->session, CKU_USER, pin.b, pin.len));
-        if (rv == CKR_USER_ALREADY_LOGGED_IN) {
-            /* Logged in outside our bookkeeping: start over so the PIN is checked. */
-            m->p11->C_Logout(k->session);
+        /*
+         * C_Login derives a key from the PIN (about 1 ms in SoftHSM2): run it
+         * outside the module lock so logins on different tokens proceed in
+         * parallel (a fleet of 10,000 opens its keys on every worker thread).
+         * logging_in keeps other openers of this token waiting meanwhile.
+         */
+        CK_SLOT_ID slot = t->slot;
+        t->logging_in = 1;
+        pthread_mutex_unlock(&m->lock);
+        rv = se_rv(m, m->p11->C_OpenSession(slot, flags, NULL, NULL, &k->session));
+        if (rv == CKR_OK) {
             rv = se_rv(m, m->p11->C_Login(k->session, CKU_USER, pin.b, pin.len));
+            if (rv == CKR_USER_ALREADY_LOGGED_IN) {
+                /* Logged in outside our bookkeeping: start over so the PIN is checked. */
+                m->p11->C_Logout(k->session);
+                rv = se_rv(m, m->p11->C_Login(k->session, CKU_USER, pin.b, pin.len));
+            }
+        } else {
+            k->session = CK_INVALID_HANDLE;
+        }
+        pthread_mutex_lock(&m->lock);
+        t = se_map_find(m, label);
+        if (t)
+            t->logging_in = 0;
+        pthread_cond_broadcast(&m->login_done);
+        if (!t) {
+            st = FDL_SE_ERR_NOT_FOUND;
+            goto unlock;
         }
         if (rv != CKR_OK) {
             st = (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED || rv == CKR_PIN_LEN_RANGE ||

@@ -1,6 +1,8 @@
 /* tests/test_se.c — the secure element against a real SoftHSM2 in a temp token dir. */
 #include "testutil.h"
 
+#include <pthread.h>
+
 #include "devices/se.h"
 #include "fdl_buildcfg.h"
 #include "sim/alloc.h"
@@ -474,6 +476,70 @@ static void key_persists_across_finalize(void **state)
     assert_int_equal(b.allocs - a.allocs, b.frees - a.frees);
 }
 
+/* Logins run outside the module lock: threads opening keys at once on distinct tokens and on
+ * one shared token all end up with working keys, and a wrong PIN is still refused. */
+#define CC_THREADS 4
+#define CC_TOKENS 6
+struct cc_arg {
+    fdl_se_module *m;
+    int idx, ok, refused;
+};
+
+static void *cc_worker(void *p)
+{
+    struct cc_arg *a = p;
+    uint8_t hash[32], sig[SIG_CAP];
+    size_t len;
+    sha256("concurrent", hash);
+    for (int round = 0; round < 3; round++) {
+        fdl_se_key *keys[CC_TOKENS + 1] = {0};
+        char label[32];
+        for (int t = 0; t < CC_TOKENS; t++) {
+            /* Token 0 is shared by every thread; the others are this thread's own. */
+            snprintf(label, sizeof label, t == 0 ? "cc-shared" : "cc-%d-%d", a->idx, t);
+            if (fdl_se_key_open(a->m, label, USER_PIN, "device-key", &keys[t]) == FDL_SE_OK &&
+                fdl_se_key_sign(keys[t], hash, sizeof hash, sig, sizeof sig, &len) == FDL_SE_OK)
+                a->ok++;
+        }
+        if (fdl_se_key_open(a->m, "cc-shared", "wrong-pin", "device-key", &keys[CC_TOKENS]) == FDL_SE_ERR_PIN)
+            a->refused++;
+        for (int t = 0; t <= CC_TOKENS; t++)
+            fdl_se_key_free(keys[t]);
+    }
+    return NULL;
+}
+
+static void concurrent_logins(void **state)
+{
+    struct fx *f = *state;
+    fdl_se_module *m = NULL;
+    fdl_se_key *k = NULL;
+    assert_int_equal(fdl_se_module_open(FDL_SOFTHSM2_MODULE, f->conf, &m), FDL_SE_OK);
+    char label[32];
+    assert_int_equal(fdl_se_token_create(m, "cc-shared", SO_PIN, USER_PIN), FDL_SE_OK);
+    assert_int_equal(fdl_se_keygen(m, "cc-shared", USER_PIN, "device-key", &k), FDL_SE_OK);
+    fdl_se_key_free(k);
+    for (int i = 0; i < CC_THREADS; i++)
+        for (int t = 1; t < CC_TOKENS; t++) {
+            snprintf(label, sizeof label, "cc-%d-%d", i, t);
+            assert_int_equal(fdl_se_token_create(m, label, SO_PIN, USER_PIN), FDL_SE_OK);
+            assert_int_equal(fdl_se_keygen(m, label, USER_PIN, "device-key", &k), FDL_SE_OK);
+            fdl_se_key_free(k);
+        }
+    pthread_t th[CC_THREADS];
+    struct cc_arg args[CC_THREADS];
+    for (int i = 0; i < CC_THREADS; i++) {
+        args[i] = (struct cc_arg){.m = m, .idx = i};
+        assert_int_equal(pthread_create(&th[i], NULL, cc_worker, &args[i]), 0);
+    }
+    for (int i = 0; i < CC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].ok, 3 * CC_TOKENS);
+        assert_int_equal(args[i].refused, 3);
+    }
+    fdl_se_module_free(m);
+}
+
 /* Fast teardown: after fdl_se_module_shutdown, keys only free memory, signing fails, and the
  * tokens and keys are intact for the next C_Initialize. */
 static void shutdown_then_free(void **state)
@@ -530,6 +596,7 @@ int main(void)
     const struct CMUnitTest persist[] = {
         cmocka_unit_test(key_persists_across_finalize),
         cmocka_unit_test(shutdown_then_free),
+        cmocka_unit_test(concurrent_logins),
     };
     int failed = 0;
     failed += cmocka_run_group_tests_name("se_pure", pure, NULL, NULL);
