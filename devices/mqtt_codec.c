@@ -362,29 +362,37 @@ static fdl_mqtt_status decode_publish(reader *r, uint8_t flags, fdl_mqtt_publish
  * fdl_mqtt_next_sub can trust the packet afterwards (3.8.3-3, 3.8.3-4,
  * 3.10.3-2).
  */
+/* SUBSCRIBE (with_qos) / UNSUBSCRIBE entries in wire form: at least one, each a valid filter
+ * (and a QoS byte <= 2, which also rules out the reserved bits). */
+static bool sub_entries_valid(const uint8_t *p, size_t n, bool with_qos)
+{
+    reader r = {p, n, 0};
+    size_t count = 0;
+    while (rd_left(&r) > 0) {
+        fdl_mqtt_str f;
+        if (!rd_bin(&r, &f) || !topic_filter_valid(f))
+            return false;
+        if (with_qos) {
+            uint8_t q;
+            if (!rd_u8(&r, &q) || q > 2)
+                return false;
+        }
+        count++;
+    }
+    return count > 0;
+}
+
 static fdl_mqtt_status decode_sub(reader *r, bool with_qos, fdl_mqtt_packet *pkt)
 {
     uint16_t id;
     if (!rd_u16(r, &id) || id == 0)
         return FDL_MQTT_MALFORMED;
-    size_t start = r->off;
-    size_t count = 0;
-    while (rd_left(r) > 0) {
-        fdl_mqtt_str f;
-        if (!rd_bin(r, &f) || !topic_filter_valid(f))
-            return FDL_MQTT_MALFORMED;
-        if (with_qos) {
-            uint8_t q;
-            if (!rd_u8(r, &q) || q > 2)   /* q > 2 also covers the 6 reserved bits */
-                return FDL_MQTT_MALFORMED;
-        }
-        count++;
-    }
-    if (count == 0)
+    if (!sub_entries_valid(r->p + r->off, r->n - r->off, with_qos))
         return FDL_MQTT_MALFORMED;
     pkt->u.sub.packet_id = id;
-    pkt->u.sub.entries = r->p + start;
-    pkt->u.sub.entries_len = r->n - start;
+    pkt->u.sub.entries = r->p + r->off;
+    pkt->u.sub.entries_len = r->n - r->off;
+    r->off = r->n;
     return FDL_MQTT_OK;
 }
 
@@ -819,4 +827,50 @@ fdl_mqtt_status fdl_mqtt_encode_simple(uint8_t *out, size_t cap, uint8_t type, s
     if (st != FDL_MQTT_OK)
         return st;
     return finish_packet(&w, out_len);
+}
+
+fdl_mqtt_status fdl_mqtt_encode_packet(uint8_t *out, size_t cap, const fdl_mqtt_packet *p, size_t *out_len)
+{
+    if (!p || !out_args_ok(out, cap, out_len))
+        return FDL_MQTT_BAD_ARG;
+    switch (p->type) {
+    case FDL_MQTT_CONNECT:
+        return fdl_mqtt_encode_connect(out, cap, &p->u.connect, out_len);
+    case FDL_MQTT_CONNACK:
+        return fdl_mqtt_encode_connack(out, cap, p->u.connack.session_present, p->u.connack.return_code, out_len);
+    case FDL_MQTT_PUBLISH:
+        return fdl_mqtt_encode_publish(out, cap, &p->u.publish, out_len);
+    case FDL_MQTT_PUBACK:
+    case FDL_MQTT_PUBREC:
+    case FDL_MQTT_PUBREL:
+    case FDL_MQTT_PUBCOMP:
+    case FDL_MQTT_UNSUBACK:
+        return fdl_mqtt_encode_ack(out, cap, p->type, p->u.packet_id, out_len);
+    case FDL_MQTT_SUBSCRIBE:
+    case FDL_MQTT_UNSUBSCRIBE: {
+        /* Entries are written back in wire form, after the same checks decode applies. */
+        bool with_qos = p->type == FDL_MQTT_SUBSCRIBE;
+        if (p->u.sub.packet_id == 0 || !p->u.sub.entries ||
+            p->u.sub.entries_len > FDL_MQTT_MAX_REMAINING - 2u ||
+            !sub_entries_valid(p->u.sub.entries, p->u.sub.entries_len, with_qos))
+            return FDL_MQTT_BAD_ARG;
+        writer w;
+        fdl_mqtt_status st = begin_packet(out, cap, (uint8_t)((p->type << 4) | 0x2), 2u + p->u.sub.entries_len,
+                                          out_len, &w);
+        if (st != FDL_MQTT_OK)
+            return st;
+        wr_u16(&w, p->u.sub.packet_id);
+        wr_bytes(&w, p->u.sub.entries, p->u.sub.entries_len);
+        return finish_packet(&w, out_len);
+    }
+    case FDL_MQTT_SUBACK:
+        return fdl_mqtt_encode_suback(out, cap, p->u.suback.packet_id, p->u.suback.codes, p->u.suback.n_codes,
+                                      out_len);
+    case FDL_MQTT_PINGREQ:
+    case FDL_MQTT_PINGRESP:
+    case FDL_MQTT_DISCONNECT:
+        return fdl_mqtt_encode_simple(out, cap, p->type, out_len);
+    default:
+        return FDL_MQTT_BAD_ARG;
+    }
 }

@@ -160,6 +160,15 @@ fdl_mqtt_status fdl_mqtt_encode_suback(uint8_t *out, size_t cap, uint16_t packet
 /* PINGREQ, PINGRESP, DISCONNECT: two bytes. */
 fdl_mqtt_status fdl_mqtt_encode_simple(uint8_t *out, size_t cap, uint8_t type, size_t *out_len);
 
+/*
+ * Encodes any packet described by *p, typically one fdl_mqtt_decode produced
+ * (possibly modified): decode -> encode reproduces the bytes. This is what
+ * relays and attack filters use to rewrite traffic. SUBSCRIBE/UNSUBSCRIBE
+ * entries are taken in wire form (p->u.sub.entries) and validated as decode
+ * validates them. Same return rules as the other encoders.
+ */
+fdl_mqtt_status fdl_mqtt_encode_packet(uint8_t *out, size_t cap, const fdl_mqtt_packet *p, size_t *out_len);
+
 /* Helper: make a borrowed fdl_mqtt_str from a NUL-terminated C string (len capped at 65535). */
 fdl_mqtt_str fdl_mqtt_cstr(const char *s);
 

@@ -18,7 +18,6 @@
 /* Helpers shared by both groups                                              */
 /* ------------------------------------------------------------------------- */
 
-#define MAX_SUBS 64
 #define BIG 70000   /* larger than any packet the tests build */
 
 static uint8_t g_out[BIG];
@@ -67,40 +66,6 @@ static void assert_prefixes_need_more(const uint8_t *buf, size_t len)
     }
 }
 
-/* Re-encodes a decoded packet with the public encoders. */
-static fdl_mqtt_status reencode(const fdl_mqtt_packet *p, uint8_t *out, size_t cap, size_t *n)
-{
-    fdl_mqtt_sub subs[MAX_SUBS];
-    size_t ns = 0, pos = 0;
-    switch (p->type) {
-    case FDL_MQTT_CONNECT:
-        return fdl_mqtt_encode_connect(out, cap, &p->u.connect, n);
-    case FDL_MQTT_CONNACK:
-        return fdl_mqtt_encode_connack(out, cap, p->u.connack.session_present,
-                                       p->u.connack.return_code, n);
-    case FDL_MQTT_PUBLISH:
-        return fdl_mqtt_encode_publish(out, cap, &p->u.publish, n);
-    case FDL_MQTT_PUBACK:
-    case FDL_MQTT_PUBREC:
-    case FDL_MQTT_PUBREL:
-    case FDL_MQTT_PUBCOMP:
-    case FDL_MQTT_UNSUBACK:
-        return fdl_mqtt_encode_ack(out, cap, p->type, p->u.packet_id, n);
-    case FDL_MQTT_SUBSCRIBE:
-    case FDL_MQTT_UNSUBSCRIBE:
-        while (ns < MAX_SUBS && fdl_mqtt_next_sub(p, &pos, &subs[ns]))
-            ns++;
-        assert_true(ns < MAX_SUBS);
-        if (p->type == FDL_MQTT_SUBSCRIBE)
-            return fdl_mqtt_encode_subscribe(out, cap, p->u.sub.packet_id, subs, ns, n);
-        return fdl_mqtt_encode_unsubscribe(out, cap, p->u.sub.packet_id, subs, ns, n);
-    case FDL_MQTT_SUBACK:
-        return fdl_mqtt_encode_suback(out, cap, p->u.suback.packet_id, p->u.suback.codes,
-                                      p->u.suback.n_codes, n);
-    default:
-        return fdl_mqtt_encode_simple(out, cap, p->type, n);
-    }
-}
 
 /*
  * Checks an encoded packet: it decodes whole, every prefix needs more, every
@@ -112,7 +77,7 @@ static void check_encoded(const uint8_t *buf, size_t len, fdl_mqtt_packet *pkt)
     decode_whole(buf, len, pkt);
     assert_prefixes_need_more(buf, len);
     size_t n = 0;
-    assert_int_equal(reencode(pkt, g_out2, sizeof g_out2, &n), FDL_MQTT_OK);
+    assert_int_equal(fdl_mqtt_encode_packet(g_out2, sizeof g_out2, pkt, &n), FDL_MQTT_OK);
     assert_int_equal(n, len);
     assert_memory_equal(g_out2, buf, len);
 }
@@ -396,7 +361,7 @@ static void run_vector(void **state)
 
     /* Re-encoding reproduces the first byte and the body. */
     size_t n = 0;
-    assert_int_equal(reencode(&pkt, g_out, sizeof g_out, &n), FDL_MQTT_OK);
+    assert_int_equal(fdl_mqtt_encode_packet(g_out, sizeof g_out, &pkt, &n), FDL_MQTT_OK);
     size_t body_at = used - pkt.remaining, new_body_at = n - pkt.remaining;
     assert_true(n > pkt.remaining && new_body_at <= body_at);
     assert_int_equal(g_out[0], v->data[0]);
@@ -1108,6 +1073,46 @@ static void api_edges(void **state)
     assert_false(fdl_mqtt_next_sub(NULL, &pos, &sub));
 }
 
+/* encode_packet re-validates hand-made SUBSCRIBE/UNSUBSCRIBE entries and unknown types. */
+static void encode_packet_refuses_bad_entries(void **state)
+{
+    (void)state;
+    uint8_t out[64];
+    size_t n = 0;
+    fdl_mqtt_packet p;
+    memset(&p, 0, sizeof p);
+    p.type = FDL_MQTT_SUBSCRIBE;
+    p.u.sub.packet_id = 1;
+    static const uint8_t qos3[] = {0x00, 0x01, '#', 0x03};
+    p.u.sub.entries = qos3;
+    p.u.sub.entries_len = sizeof qos3;
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_BAD_ARG);
+    static const uint8_t bad_filter[] = {0x00, 0x03, 'a', '#', 'b', 0x00};
+    p.u.sub.entries = bad_filter;
+    p.u.sub.entries_len = sizeof bad_filter;
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_BAD_ARG);
+    static const uint8_t truncated[] = {0x00, 0x05, 'a'};
+    p.u.sub.entries = truncated;
+    p.u.sub.entries_len = sizeof truncated;
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_BAD_ARG);
+    p.u.sub.entries_len = 0;
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_BAD_ARG);
+    static const uint8_t good[] = {0x00, 0x03, 'a', '/', '#', 0x01};
+    p.u.sub.entries = good;
+    p.u.sub.entries_len = sizeof good;
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_OK);
+    static const uint8_t want[] = {0x82, 0x08, 0x00, 0x01, 0x00, 0x03, 'a', '/', '#', 0x01};
+    assert_int_equal(n, sizeof want);
+    assert_memory_equal(out, want, sizeof want);
+    p.type = FDL_MQTT_UNSUBSCRIBE;   /* a QoS byte is not part of an UNSUBSCRIBE entry */
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_BAD_ARG);
+    p.type = 0;
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_BAD_ARG);
+    p.type = 15;
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, &p, &n), FDL_MQTT_BAD_ARG);
+    assert_int_equal(fdl_mqtt_encode_packet(out, sizeof out, NULL, &n), FDL_MQTT_BAD_ARG);
+}
+
 int main(void)
 {
     char path[4096];
@@ -1141,6 +1146,7 @@ int main(void)
         cmocka_unit_test(encoders_no_space),
         cmocka_unit_test(encoders_bad_arg),
         cmocka_unit_test(api_edges),
+        cmocka_unit_test(encode_packet_refuses_bad_entries),
     };
     failed += cmocka_run_group_tests_name("mqtt_codec", tests, NULL, NULL);
     return failed;
