@@ -2,6 +2,7 @@
 #   make demo             setup, build, run the default drill (200 devices, 20 s)
 #   make test             setup, build, run the whole test suite
 #   make test SANITIZE=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+MAKEFLAGS += --no-print-directory
 SANITIZE ?= 0
 JOBS ?= $(shell nproc)
 ifeq ($(SANITIZE),1)
