@@ -5,7 +5,8 @@
  *  - rogue broker (server certificate from another CA, same names): every device refuses it during
  *    the handshake, the failure is classified "broker certificate rejected", and no device ever
  *    gets online (the pinning to the fleet root holds);
- *  - flash-profile devices (key in a file) connect the same way.
+ *  - flash-profile devices (key in a file) connect the same way;
+ *  - the broker restarts mid-run: every device notices, backs off and reconnects.
  */
 #include "testutil.h"
 
@@ -71,8 +72,8 @@ static fdl_broker *start_broker(const char *pki_dir, const char *name)
     return b;
 }
 
-static void run_fleet(fdl_broker *b, uint32_t first, uint32_t n, double seconds, int until_online,
-                      fdl_fleet_result *res)
+static void run_fleet_cb(fdl_broker *b, uint32_t first, uint32_t n, double seconds, int until_online,
+                         fdl_fleet_result *res, fdl_fleet_progress_cb cb, void *ud)
 {
     char root[600], err[512];
     snprintf(root, sizeof root, "%s/%s", g_ctx.st.pki_dir, FDL_PKI_ROOT_PEM);
@@ -88,8 +89,15 @@ static void run_fleet(fdl_broker *b, uint32_t first, uint32_t n, double seconds,
     cfg.duration_ms = (uint64_t)(seconds * 1000);
     cfg.stop_when_all_online = until_online;
     cfg.time_scale = 20;                         /* telemetry every 5 simulated s = 250 real ms */
-    cfg.params.backoff_base_ms = 20000;          /* one retry at most inside the window */
-    assert_int_equal(fdl_fleet_run(&cfg, res, NULL, NULL, err, sizeof err), 0);
+    cfg.params.backoff_base_ms = cb ? 1000 : 20000;  /* restart test: retry fast; others: once at most */
+    cfg.params.backoff_cap_ms = cb ? 4000 : 60000;
+    assert_int_equal(fdl_fleet_run(&cfg, res, cb, ud, err, sizeof err), 0);
+}
+
+static void run_fleet(fdl_broker *b, uint32_t first, uint32_t n, double seconds, int until_online,
+                      fdl_fleet_result *res)
+{
+    run_fleet_cb(b, first, n, seconds, until_online, res, NULL, NULL);
 }
 
 static void genuine_broker_accepts_fleet(void **state)
@@ -129,11 +137,69 @@ static void rogue_broker_refused(void **state)
     assert_int_equal(res.published, 0);
 }
 
+typedef struct restart_ctx {
+    fdl_broker *b;
+    uint16_t port;
+    int restarted;
+    uint32_t n;
+} restart_ctx;
+
+/* Runs on the fleet's coordinating thread: once everyone is online, bounce the broker. */
+static void restart_when_online(void *ud, uint32_t online, uint32_t ever, uint32_t failed, uint64_t acked,
+                                double el)
+{
+    restart_ctx *r = ud;
+    (void)ever;
+    (void)failed;
+    (void)acked;
+    (void)el;
+    if (r->restarted || online < r->n)
+        return;
+    r->restarted = 1;
+    fdl_broker_stop(r->b);
+    fdl_broker_free(r->b);
+    char bdir[600], chain[600], cert[600], key[600], err[512];
+    snprintf(bdir, sizeof bdir, "%s/broker-restart", g_dir);
+    snprintf(chain, sizeof chain, "%s/%s", g_ctx.st.pki_dir, FDL_PKI_CHAIN_PEM);
+    snprintf(cert, sizeof cert, "%s/%s", g_ctx.st.pki_dir, FDL_PKI_SERVER_PEM);
+    snprintf(key, sizeof key, "%s/%s", g_ctx.st.pki_dir, FDL_PKI_SERVER_KEY_PEM);
+    fdl_broker_opts o;
+    fdl_broker_opts_init(&o);
+    o.dir = bdir;
+    o.cafile = chain;
+    o.certfile = cert;
+    o.keyfile = key;
+    o.port = r->port;
+    r->b = NULL;
+    if (fdl_broker_start(&o, &r->b, err, sizeof err) != FDL_BROKER_OK)
+        fprintf(stderr, "restart: %s\n", err);
+}
+
+static void devices_reconnect_after_broker_restart(void **state)
+{
+    (void)state;
+    fdl_broker *b = start_broker(g_ctx.st.pki_dir, "broker-first");
+    assert_non_null(b);
+    restart_ctx r = {.b = b, .port = fdl_broker_port(b), .n = 4};
+    fdl_fleet_result res;
+    run_fleet_cb(b, 0, 4, 6.0, 0, &res, restart_when_online, &r);
+    assert_int_equal(r.restarted, 1);
+    assert_non_null(r.b);
+    fdl_broker_stop(r.b);
+    fdl_broker_free(r.b);
+    assert_int_equal(res.connected, 4);
+    /* Each device connected once, lost the broker, and connected again. */
+    assert_true(res.attempts >= 8);
+    assert_int_equal(res.online_at_end, 4);
+    assert_int_equal(res.failed, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(genuine_broker_accepts_fleet),
         cmocka_unit_test(rogue_broker_refused),
+        cmocka_unit_test(devices_reconnect_after_broker_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
