@@ -12,6 +12,7 @@ typedef struct mem_end {
     size_t len, cap;
     size_t max_send, sent;
     int blocked, hung_up, want_writable;
+    int deferred, pending_readable;
 } mem_end;
 
 static ssize_t mem_send(fdl_transport *t, const uint8_t *b, size_t n)
@@ -36,7 +37,10 @@ static ssize_t mem_send(fdl_transport *t, const uint8_t *b, size_t n)
     memcpy(p->buf + p->len, b, n);
     p->len += n;
     e->sent += n;
-    fdl_tp_emit(&p->base, FDL_TP_READABLE, 0);
+    if (p->deferred)
+        p->pending_readable = 1;
+    else
+        fdl_tp_emit(&p->base, FDL_TP_READABLE, 0);
     return (ssize_t)n;
 }
 
@@ -149,6 +153,21 @@ void fdl_memtp_hangup(fdl_transport *end)
         return;
     e->hung_up = 1;
     fdl_tp_emit(&e->peer->base, FDL_TP_CLOSED, FDL_TP_ECLOSED);
+}
+
+void fdl_memtp_set_deferred(fdl_transport *end, int deferred)
+{
+    ((mem_end *)end)->deferred = deferred;
+}
+
+int fdl_memtp_deliver(fdl_transport *end)
+{
+    mem_end *e = (mem_end *)end;
+    if (!e->pending_readable)
+        return 0;
+    e->pending_readable = 0;
+    fdl_tp_emit(&e->base, FDL_TP_READABLE, 0);
+    return 1;
 }
 
 size_t fdl_memtp_sent(const fdl_transport *end)

@@ -23,6 +23,14 @@ void fdl_memtp_set_blocked(fdl_transport *end, int blocked);
 /* Closes `end` as if the peer went away: the other end's recv then returns FDL_TP_ECLOSED
  * and it receives FDL_TP_CLOSED. */
 void fdl_memtp_hangup(fdl_transport *end);
+/*
+ * Deferred mode for `end`: bytes sent to it are stored but FDL_TP_READABLE is
+ * not raised until fdl_memtp_deliver(end). Needed when both ends run engines
+ * that must not be re-entered (two TLS stacks talking to each other).
+ */
+void fdl_memtp_set_deferred(fdl_transport *end, int deferred);
+/* Raises a pending FDL_TP_READABLE on `end`; returns 1 if there was one. */
+int fdl_memtp_deliver(fdl_transport *end);
 /* Bytes sent through `end` so far. */
 size_t fdl_memtp_sent(const fdl_transport *end);
 
