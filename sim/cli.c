@@ -440,6 +440,9 @@ static void print_summary(FILE *out, const run_opts *o, const fdl_fleet_result *
     fprintf(out, "  connect to CONNACK p50 %s  p95 %s  p99 %s\n", a, b, c);
     fprintf(out, "  messages           %llu published, %llu acknowledged (QoS 1)\n", (unsigned long long)r->published,
             (unsigned long long)r->acked);
+    if (r->malformed_in)
+        fprintf(out, "  malformed packets  %llu refused by devices (connection dropped, device reconnected)\n",
+                (unsigned long long)r->malformed_in);
     fprintf(out, "  identities loaded  in %.1f s\n", r->load_s);
     fprintf(out, "  peak RSS           %.1f MiB", (double)r->rss_peak_kib / 1024.0);
     if (r->connected)
@@ -485,6 +488,7 @@ static void result_json(fdl_json *j, const run_opts *o, const fdl_fleet_result *
     fdl_json_uint(j, "ack_p50_us", r->ack_p50_us);
     fdl_json_uint(j, "ack_p99_us", r->ack_p99_us);
     fdl_json_uint(j, "commands_received", r->commands_received);
+    fdl_json_uint(j, "malformed_refused", r->malformed_in);
     fdl_json_obj_end(j);
     fdl_json_uint(j, "peak_rss_kib", r->rss_peak_kib);
     fdl_json_num(j, "rss_per_device_kib",

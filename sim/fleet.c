@@ -437,6 +437,7 @@ cleanup:
             res->published += d->mqtt.n_published;
             res->acked += d->mqtt.n_acked;
             res->commands_received += d->n_commands;
+            res->malformed_in += d->mqtt.n_malformed;
             if (d->n_online > 0) {
                 res->connected++;
             } else {

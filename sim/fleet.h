@@ -49,6 +49,7 @@ typedef struct fdl_fleet_result {
     uint64_t fail_by_reason[FDL_FAIL__COUNT];   /* devices never online, by their last failure */
     char fail_example[FDL_FAIL__COUNT][160];    /* one detail message per reason */
     uint64_t published, acked, commands_received;
+    uint64_t malformed_in;         /* malformed or oversized packets devices refused (and dropped the link) */
     uint64_t hs_p50_us, hs_p95_us, hs_p99_us, hs_max_us;
     uint64_t conn_p50_us, conn_p95_us, conn_p99_us;
     uint64_t ack_p50_us, ack_p99_us;
