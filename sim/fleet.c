@@ -59,7 +59,7 @@ typedef struct fleet {
     uint8_t *usable;            /* identity loaded */
     worker *w;
     unsigned nw;
-    pthread_barrier_t loaded_barrier;
+    atomic_uint workers_loaded; /* workers that finished loading identities */
     atomic_int go;              /* 1: connect; -1: abort before connecting */
     atomic_int stop;
     uint64_t start_ns;
@@ -206,7 +206,7 @@ static void *worker_main(void *arg)
         fl->usable[i] = 1;
         atomic_fetch_add(&w->loaded, 1);
     }
-    pthread_barrier_wait(&fl->loaded_barrier);
+    atomic_fetch_add(&fl->workers_loaded, 1);
     while (atomic_load(&fl->go) == 0)
         usleep(1000);
     if (atomic_load(&fl->go) > 0) {
@@ -295,7 +295,6 @@ int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_pro
     mbedtls_x509_crt_init(&fl.trust);
     uint32_t n = cfg->n_devices;
     unsigned started_threads = 0;
-    int barrier_ok = 0;
     uint64_t t0 = fdl_now_ns();
 
     if (mbedtls_x509_crt_parse_file(&fl.trust, cfg->trust_file) != 0) {
@@ -329,26 +328,22 @@ int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_pro
         }
         first += count;
     }
-    if (pthread_barrier_init(&fl.loaded_barrier, NULL, fl.nw + 1) != 0) {
-        snprintf(err, errcap, "pthread_barrier_init failed");
-        goto cleanup;
-    }
-    barrier_ok = 1;
     for (unsigned i = 0; i < fl.nw; i++) {
         if (pthread_create(&fl.w[i].th, NULL, worker_main, &fl.w[i]) != 0)
             break;
         started_threads++;
     }
     if (started_threads != fl.nw) {
-        /* Workers wait at the barrier: release them with "abort". */
+        /* The workers that did start are told to abort in cleanup (go = -1). */
         snprintf(err, errcap, "cannot start worker threads");
         atomic_store(&fl.go, -1);
         atomic_store(&fl.stop, 1);
         goto cleanup;
     }
 
-    /* Wait for identities, reporting progress. */
-    pthread_barrier_wait(&fl.loaded_barrier);
+    /* Wait until every worker has loaded its identities (token logins). */
+    while (atomic_load(&fl.workers_loaded) < started_threads)
+        usleep(2000);
     res->load_s = secs_since(t0);
     uint32_t usable = 0;
     for (unsigned i = 0; i < fl.nw; i++) {
@@ -463,8 +458,6 @@ cleanup:
         fdl_hist_free(cn);
         fdl_hist_free(ak);
     }
-    if (barrier_ok)
-        pthread_barrier_destroy(&fl.loaded_barrier);
     if (fl.w)
         for (unsigned i = 0; i < fl.nw; i++)
             worker_free(&fl.w[i]);
