@@ -1,0 +1,109 @@
+/* tests/test_fsutil.c — mkdir -p and atomic file replacement. */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sim/fsutil.h"
+
+static char g_dir[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    fdl_test_mkdtemp("fsutil", g_dir, sizeof g_dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fdl_test_rmrf(g_dir);
+    return 0;
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void mkdir_p_creates_and_is_idempotent(void **state)
+{
+    (void)state;
+    char p[700];
+    snprintf(p, sizeof p, "%s/a/b/c", g_dir);
+    assert_int_equal(fdl_mkdir_p(p, 0700), 0);
+    assert_int_equal(fdl_mkdir_p(p, 0700), 0);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* A file in the way is reported, not overwritten. */
+    char f[720];
+    snprintf(f, sizeof f, "%s/file", g_dir);
+    assert_int_equal(fdl_write_file_atomic(f, "x", 1, 0600), 0);
+    assert_int_equal(fdl_mkdir_p(f, 0700), -ENOTDIR);
+    assert_int_equal(fdl_mkdir_p("", 0700), -EINVAL);
+}
+
+static void atomic_write_replaces_whole_file(void **state)
+{
+    (void)state;
+    char p[700], buf[64];
+    snprintf(p, sizeof p, "%s/w/state.json", g_dir);
+    char d[700];
+    snprintf(d, sizeof d, "%s/w", g_dir);
+    assert_int_equal(fdl_mkdir_p(d, 0700), 0);
+    assert_int_equal(fdl_write_file_atomic(p, "first version", 13, 0644), 0);
+    struct iovec iov[3] = {{(void *)"sec", 3}, {(void *)"ond", 3}, {(void *)"\n", 1}};
+    assert_int_equal(fdl_write_file_atomicv(p, iov, 3, 0600), 0);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_int_equal(n, 7);
+    assert_memory_equal(buf, "second\n", 7);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    /* No temporary file is left next to the target. */
+    assert_int_equal(count_entries(d), 1);
+}
+
+static void failed_write_leaves_old_file_and_no_temp(void **state)
+{
+    (void)state;
+    char d[700], p[720];
+    snprintf(d, sizeof d, "%s/ro", g_dir);
+    assert_int_equal(fdl_mkdir_p(d, 0700), 0);
+    snprintf(p, sizeof p, "%s/missing-dir/x", d);
+    assert_true(fdl_write_file_atomic(p, "x", 1, 0600) < 0);
+    assert_int_equal(count_entries(d), 0);
+    /* Renaming onto a directory fails after the temp file was written: it is removed. */
+    snprintf(p, sizeof p, "%s/adir", d);
+    assert_int_equal(fdl_mkdir_p(p, 0700), 0);
+    assert_true(fdl_write_file_atomic(p, "x", 1, 0600) < 0);
+    assert_int_equal(count_entries(d), 1);
+    assert_int_equal(fdl_write_file_atomic(NULL, "x", 1, 0600), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mkdir_p_creates_and_is_idempotent),
+        cmocka_unit_test(atomic_write_replaces_whole_file),
+        cmocka_unit_test(failed_write_leaves_old_file_and_no_temp),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
