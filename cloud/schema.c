@@ -1,6 +1,7 @@
 /* cloud/schema.c — per-topic payload schemas: parse the text form, apply to payloads (see schema.h). */
 #include "cloud/schema.h"
 
+#include "cloud/topic.h"
 #include "sim/alloc.h"
 
 #include <math.h>
@@ -85,59 +86,6 @@ void fdl_schema_stats_add(fdl_schema_stats *st, const fdl_schema_verdict *v)
 /* Topic filters                                                              */
 /* ------------------------------------------------------------------------- */
 
-/* A valid MQTT filter: non-empty, '+' and '#' only as whole levels, '#' last, no NUL. */
-static bool filter_valid(const char *f, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = f[i];
-        if (c == '\0')
-            return false;
-        if (c == '+' || c == '#') {
-            bool starts = i == 0 || f[i - 1] == '/';
-            bool ends = i + 1 == n || f[i + 1] == '/';
-            if (!starts || !ends || (c == '#' && i + 1 != n))
-                return false;
-        }
-    }
-    return true;
-}
-
-static bool filter_match(const char *f, const char *t, size_t tn)
-{
-    size_t fi = 0, ti = 0, fn = strlen(f);
-    if (tn > 0 && t[0] == '$' && (f[0] == '+' || f[0] == '#'))
-        return false;
-    for (;;) {
-        if (fi < fn && f[fi] == '#')
-            return true;
-        /* Compare one level. */
-        if (fi < fn && f[fi] == '+') {
-            fi++;
-            while (ti < tn && t[ti] != '/')
-                ti++;
-        } else {
-            while (fi < fn && f[fi] != '/' && ti < tn && t[ti] != '/' && f[fi] == t[ti]) {
-                fi++;
-                ti++;
-            }
-            bool f_end = fi == fn || f[fi] == '/';
-            bool t_end = ti == tn || t[ti] == '/';
-            if (!f_end || !t_end)
-                return false;
-        }
-        if (fi == fn && ti == tn)
-            return true;
-        if (fi == fn)
-            return false;
-        /* f[fi] == '/' */
-        if (ti == tn)   /* "a/#" matches "a" */
-            return fn - fi == 2 && f[fi + 1] == '#';
-        fi++;
-        ti++;
-    }
-}
 
 /* ------------------------------------------------------------------------- */
 /* Schema text                                                                */
@@ -382,7 +330,7 @@ fdl_schema_status fdl_schema_set_parse(const char *text, size_t len, fdl_schema_
             continue;
 
         if (strcmp(w[0], "topic") == 0) {
-            if (nw != 2 || strlen(w[1]) > FDL_SCHEMA_MAX_TOPIC || !filter_valid(w[1], strlen(w[1]))) {
+            if (nw != 2 || strlen(w[1]) > FDL_SCHEMA_MAX_TOPIC || fdl_topic_validate_filter(w[1], strlen(w[1])) != FDL_TOPIC_OK) {
                 set_err(err, err_cap, lineno, "topic wants one MQTT filter of at most %u bytes",
                         FDL_SCHEMA_MAX_TOPIC);
                 goto cleanup;
@@ -464,7 +412,7 @@ const fdl_schema *fdl_schema_set_match(const fdl_schema_set *set, const char *to
     if (!set || (!topic && topic_len > 0))
         return NULL;
     for (size_t i = 0; i < set->n; i++)
-        if (filter_match(set->schemas[i]->topic, topic ? topic : "", topic_len))
+        if (fdl_topic_matches(set->schemas[i]->topic, strlen(set->schemas[i]->topic), topic ? topic : "", topic_len))
             return set->schemas[i];
     return NULL;
 }

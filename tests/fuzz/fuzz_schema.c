@@ -20,6 +20,7 @@
  * functions; build line in tests/CMakeLists.txt.
  */
 #include "cloud/json.c"
+#include "cloud/topic.c"
 #include "cloud/schema.c"
 #include "sim/alloc.c"
 
