@@ -341,10 +341,12 @@ static fdl_broker_status write_conf(const fdl_broker_opts *o, const fdl_broker *
             "certfile %s\n"
             "keyfile %s\n"
             "require_certificate true\n"
-            "use_identity_as_username true\n",
+            /* With a plugin, Mosquitto must not take the user name from the certificate:
+             * it would then skip plugin authentication. The plugin sets it itself. */
+            "use_identity_as_username %s\n",
             FDL_BROKER_CONF, o->per_listener_settings ? "true" : "false", b->log_path, o->max_keepalive_s,
             o->max_packet_size, user ? "user " : "", user ? user : "", user ? "\n" : "", (unsigned)b->port,
-            b->host, o->cafile, o->certfile, o->keyfile);
+            b->host, o->cafile, o->certfile, o->keyfile, o->plugin ? "false" : "true");
     if (o->crlfile)
         fprintf(f, "crlfile %s\n", o->crlfile);
     /* Security settings: global when per_listener_settings is false, and
