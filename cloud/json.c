@@ -1,5 +1,6 @@
 /* cloud/json.c — strict, bounded, non-allocating JSON parser (see cloud/json.h). */
 #include "cloud/json.h"
+#include "devices/utf8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -53,43 +54,6 @@ static int hex4(const uint8_t *p)
     return v;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at s[0..n) (Unicode table 3-7), or
- * 0 when it is ill-formed: overlong, a surrogate, above U+10FFFF, truncated.
- */
-static size_t utf8_seq(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0)
-            lo = 0xA0;          /* overlong */
-        else if (c == 0xED)
-            hi = 0x9F;          /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0)
-            lo = 0x90;          /* overlong */
-        else if (c == 0xF4)
-            hi = 0x8F;          /* above U+10FFFF */
-    } else {
-        return 0;               /* continuation byte, C0/C1, F5..FF */
-    }
-    if (n < need)
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return need;
-}
 
 static size_t utf8_put(uint32_t cp, uint8_t out[4])
 {
@@ -183,7 +147,7 @@ static fdl_jv_status scan_string(const uint8_t *buf, size_t len, size_t *pos, ui
             d += u < 0x80 ? 1 : u < 0x800 ? 2 : 3;
             continue;
         }
-        size_t n = utf8_seq(buf + i, len - i);
+        size_t n = fdl_utf8_seq(buf + i, len - i);
         if (n == 0) {
             *pos = i;
             return FDL_JV_MALFORMED;

@@ -1,5 +1,6 @@
 /* cloud/topic.c — MQTT 3.1.1 topic names, filters, matching and coverage (see topic.h). */
 #include "cloud/topic.h"
+#include "devices/utf8.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -19,52 +20,6 @@ const char *fdl_topic_strerror(fdl_topic_status st)
     return "unknown topic status";
 }
 
-/*
- * Well-formed UTF-8 without U+0000, the same rules as devices/mqtt_codec.c.
- * The second-byte ranges follow RFC 3629's syntax table, which excludes
- * overlongs and surrogates without decoding.
- */
-static bool utf8_valid(const unsigned char *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c == 0x00)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t extra;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            extra = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            extra = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            extra = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            return false;
-        }
-        if (n - i <= extra)
-            return false;
-        if (p[i + 1] < lo || p[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= extra; k++)
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-        i += extra + 1;
-    }
-    return true;
-}
 
 /* The encoding rules shared by names and filters. */
 static fdl_topic_status check_text(const char *s, size_t len)
@@ -77,7 +32,7 @@ static fdl_topic_status check_text(const char *s, size_t len)
         return FDL_TOPIC_TOO_LONG;
     if (memchr(s, '\0', len) != NULL)
         return FDL_TOPIC_NUL;
-    if (!utf8_valid((const unsigned char *)s, len))
+    if (!fdl_utf8_valid_nonul((const uint8_t *)s, len))
         return FDL_TOPIC_BAD_UTF8;
     return FDL_TOPIC_OK;
 }

@@ -15,6 +15,7 @@
  * size before writing so that NO_SPACE leaves the output buffer untouched.
  */
 #include "devices/mqtt_codec.h"
+#include "devices/utf8.h"
 
 #include <string.h>
 
@@ -75,54 +76,6 @@ fdl_mqtt_str fdl_mqtt_cstr(const char *s)
 /* Validation shared by the decoder and the encoders                          */
 /* ------------------------------------------------------------------------- */
 
-/*
- * Well-formed UTF-8 as MQTT 3.1.1 section 1.5.3 requires: no overlong forms,
- * no surrogates (U+D800..U+DFFF), nothing above U+10FFFF, and no U+0000.
- * The ranges for the second byte follow RFC 3629's syntax table, which is the
- * simplest way to exclude overlongs and surrogates without decoding.
- */
-static bool utf8_valid(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = p[i];
-        if (c == 0x00)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t extra;
-        uint8_t lo = 0x80, hi = 0xBF;  /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            extra = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            extra = 2;
-            if (c == 0xE0)
-                lo = 0xA0;             /* overlong below U+0800 */
-            else if (c == 0xED)
-                hi = 0x9F;             /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            extra = 3;
-            if (c == 0xF0)
-                lo = 0x90;             /* overlong below U+10000 */
-            else if (c == 0xF4)
-                hi = 0x8F;             /* above U+10FFFF */
-        } else {
-            return false;              /* continuation byte, C0/C1, F5..FF */
-        }
-        if (n - i <= extra)
-            return false;
-        if (p[i + 1] < lo || p[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= extra; k++)
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-        i += extra + 1;
-    }
-    return true;
-}
-
 /* A string whose pointer may be dereferenced for len bytes. */
 static bool str_usable(fdl_mqtt_str s)
 {
@@ -131,7 +84,7 @@ static bool str_usable(fdl_mqtt_str s)
 
 static bool utf8_str_valid(fdl_mqtt_str s)
 {
-    return str_usable(s) && utf8_valid(s.ptr, s.len);
+    return str_usable(s) && fdl_utf8_valid_nonul(s.ptr, s.len);
 }
 
 /*
@@ -295,7 +248,7 @@ static bool rd_bin(reader *r, fdl_mqtt_str *s)
 
 static bool rd_utf8(reader *r, fdl_mqtt_str *s)
 {
-    return rd_bin(r, s) && utf8_valid(s->ptr, s->len);
+    return rd_bin(r, s) && fdl_utf8_valid_nonul(s->ptr, s->len);
 }
 
 static fdl_mqtt_status decode_connect(reader *r, fdl_mqtt_connect *c)

@@ -67,7 +67,7 @@ static void setup(void)
 static bool valid_utf8(const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(s + i, n - i);
+        size_t k = fdl_utf8_seq(s + i, n - i);
         if (k == 0)
             return false;
         i += k;
