@@ -36,64 +36,7 @@ static vector g_vec[MAX_VECTORS];
 static struct CMUnitTest g_tests[MAX_VECTORS];
 static size_t g_n_vec;
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
-/*
- * Vector text escapes (JSON's own backslashes are left alone):
- *   %HH        one byte in hex          %%   a literal '%'
- *   %(N:text)  text (no ')') repeated N times, itself decoded
- */
-static bool decode_text(const char *s, uint8_t *out, size_t cap, size_t *len)
-{
-    for (; *s; s++) {
-        if (*s != '%') {
-            if (*len >= cap)
-                return false;
-            out[(*len)++] = (uint8_t)*s;
-            continue;
-        }
-        if (s[1] == '%') {
-            if (*len >= cap)
-                return false;
-            out[(*len)++] = '%';
-            s++;
-            continue;
-        }
-        if (s[1] == '(') {
-            char *colon = NULL;
-            unsigned long n = strtoul(s + 2, &colon, 10);
-            const char *close = colon ? strchr(colon, ')') : NULL;
-            if (!colon || *colon != ':' || !close)
-                return false;
-            char piece[256];
-            size_t plen = (size_t)(close - colon - 1);
-            if (plen >= sizeof piece)
-                return false;
-            memcpy(piece, colon + 1, plen);
-            piece[plen] = '\0';
-            for (unsigned long i = 0; i < n; i++)
-                if (!decode_text(piece, out, cap, len))
-                    return false;
-            s = close;
-            continue;
-        }
-        int hi = hexval((unsigned char)s[1]), lo = hi >= 0 ? hexval((unsigned char)s[2]) : -1;
-        if (hi < 0 || lo < 0 || *len >= cap)
-            return false;
-        out[(*len)++] = (uint8_t)(hi << 4 | lo);
-        s += 2;
-    }
-    return true;
-}
 
 static char *dup_str(const char *s)
 {
@@ -248,7 +191,7 @@ static void run_parse(void **state)
 {
     const vector *v = *state;
     size_t len = 0;
-    if (!decode_text(v->text, g_data, sizeof g_data, &len))
+    if (!fdl_test_decode_pct(v->text, g_data, sizeof g_data, &len))
         fail_msg("%s: bad vector text", v->name);
     char b[64];
     fdl_jv_limits lim = {FDL_JV_DEFAULT_MAX_BYTES, FDL_JV_DEFAULT_MAX_DEPTH,
@@ -298,8 +241,8 @@ static void run_string(void **state)
     const vector *v = *state;
     size_t len = 0, elen = 0;
     static uint8_t want[MAX_DATA];
-    if (!decode_text(v->text, g_data, sizeof g_data, &len) ||
-        (v->expect && !decode_text(v->expect, want, sizeof want, &elen)))
+    if (!fdl_test_decode_pct(v->text, g_data, sizeof g_data, &len) ||
+        (v->expect && !fdl_test_decode_pct(v->expect, want, sizeof want, &elen)))
         fail_msg("%s: bad vector text", v->name);
     size_t ntok = 0;
     fdl_jv_status want_st = status_from(v->status);
@@ -339,7 +282,7 @@ static void run_number(void **state)
 {
     const vector *v = *state;
     size_t len = 0;
-    if (!decode_text(v->text, g_data, sizeof g_data, &len))
+    if (!fdl_test_decode_pct(v->text, g_data, sizeof g_data, &len))
         fail_msg("%s: bad vector text", v->name);
     fdl_jv_status want = status_from(v->status);
     bool is_int = strcmp(v->opts, "int") == 0;

@@ -30,16 +30,6 @@ typedef struct field {
 
 static char g_field_buf[MAX_FIELDS][FIELD_CAP];
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decodes \n \r \t \\ \xHH into out (NUL-terminated too); false on a bad escape. */
 static bool unescape(const char *s, size_t n, char *out, size_t *out_n)
@@ -56,8 +46,8 @@ static bool unescape(const char *s, size_t n, char *out, size_t *out_n)
         if (e == 'n' || e == 'r' || e == 't' || e == '\\') {
             out[o++] = e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : '\\';
             i++;
-        } else if (e == 'x' && i + 3 < n && hexval(s[i + 2]) >= 0 && hexval(s[i + 3]) >= 0) {
-            out[o++] = (char)(hexval(s[i + 2]) * 16 + hexval(s[i + 3]));
+        } else if (e == 'x' && i + 3 < n && fdl_test_hexval(s[i + 2]) >= 0 && fdl_test_hexval(s[i + 3]) >= 0) {
+            out[o++] = (char)(fdl_test_hexval(s[i + 2]) * 16 + fdl_test_hexval(s[i + 3]));
             i += 3;
         } else {
             return false;

@@ -41,60 +41,7 @@ static size_t g_n_vec;
 static char *g_schemas[64];
 static size_t g_n_schemas;
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
-/* Escapes: %HH one byte, %% a '%', %(N:text) text (no ')') N times. */
-static bool decode_text(const char *s, uint8_t *out, size_t cap, size_t *len)
-{
-    for (; *s; s++) {
-        if (*s != '%') {
-            if (*len >= cap)
-                return false;
-            out[(*len)++] = (uint8_t)*s;
-            continue;
-        }
-        if (s[1] == '%') {
-            if (*len >= cap)
-                return false;
-            out[(*len)++] = '%';
-            s++;
-            continue;
-        }
-        if (s[1] == '(') {
-            char *colon = NULL;
-            unsigned long n = strtoul(s + 2, &colon, 10);
-            const char *close = colon ? strchr(colon, ')') : NULL;
-            if (!colon || *colon != ':' || !close)
-                return false;
-            char piece[256];
-            size_t plen = (size_t)(close - colon - 1);
-            if (plen >= sizeof piece)
-                return false;
-            memcpy(piece, colon + 1, plen);
-            piece[plen] = '\0';
-            for (unsigned long i = 0; i < n; i++)
-                if (!decode_text(piece, out, cap, len))
-                    return false;
-            s = close;
-            continue;
-        }
-        int hi = hexval((unsigned char)s[1]), lo = hi >= 0 ? hexval((unsigned char)s[2]) : -1;
-        if (hi < 0 || lo < 0 || *len >= cap)
-            return false;
-        out[(*len)++] = (uint8_t)(hi << 4 | lo);
-        s += 2;
-    }
-    return true;
-}
 
 static char *dup_str(const char *s)
 {
@@ -254,7 +201,7 @@ static void run_apply(void **state)
     fdl_schema_set *set = parse_ok(v->schema);
     const fdl_schema *s = fdl_schema_set_get(set, 0);
     size_t len = 0;
-    if (!decode_text(v->text, g_data, sizeof g_data, &len))
+    if (!fdl_test_decode_pct(v->text, g_data, sizeof g_data, &len))
         fail_msg("%s: bad vector text", v->name);
 
     fdl_schema_status want = status_from(v->status);
@@ -284,7 +231,7 @@ static void run_apply(void **state)
     assert_non_null(v->expect);
     static uint8_t want_out[MAX_DATA];
     size_t want_len = 0;
-    if (!decode_text(v->expect, want_out, sizeof want_out, &want_len))
+    if (!fdl_test_decode_pct(v->expect, want_out, sizeof want_out, &want_len))
         fail_msg("%s: bad expected text", v->name);
     if (out_len != want_len || memcmp(g_out, want_out, want_len) != 0)
         fail_msg("%s: output\n  got  %.*s\n  want %.*s", v->name, (int)out_len, g_out,
@@ -309,7 +256,7 @@ static void run_text(void **state)
     const vector *v = *state;
     static uint8_t text[MAX_DATA];
     size_t len = 0;
-    if (!decode_text(v->text, text, sizeof text, &len))
+    if (!fdl_test_decode_pct(v->text, text, sizeof text, &len))
         fail_msg("%s: bad vector text", v->name);
     fdl_schema_status want = status_from(v->status);
     fdl_schema_set *set = (fdl_schema_set *)&set;   /* must be overwritten */

@@ -60,3 +60,57 @@ const char *fdl_test_src_path(const char *rel, char *buf, size_t cap)
     snprintf(buf, cap, "%s/%s", src ? src : FDL_SOURCE_DIR, rel);
     return buf;
 }
+
+int fdl_test_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool fdl_test_decode_pct(const char *s, uint8_t *out, size_t cap, size_t *len)
+{
+    for (; *s; s++) {
+        if (*s != '%') {
+            if (*len >= cap)
+                return false;
+            out[(*len)++] = (uint8_t)*s;
+            continue;
+        }
+        if (s[1] == '%') {
+            if (*len >= cap)
+                return false;
+            out[(*len)++] = '%';
+            s++;
+            continue;
+        }
+        if (s[1] == '(') {
+            char *colon = NULL;
+            unsigned long n = strtoul(s + 2, &colon, 10);
+            const char *close = colon ? strchr(colon, ')') : NULL;
+            if (!colon || *colon != ':' || !close)
+                return false;
+            char piece[256];
+            size_t plen = (size_t)(close - colon - 1);
+            if (plen >= sizeof piece)
+                return false;
+            memcpy(piece, colon + 1, plen);
+            piece[plen] = '\0';
+            for (unsigned long i = 0; i < n; i++)
+                if (!fdl_test_decode_pct(piece, out, cap, len))
+                    return false;
+            s = close;
+            continue;
+        }
+        int hi = fdl_test_hexval((unsigned char)s[1]), lo = hi >= 0 ? fdl_test_hexval((unsigned char)s[2]) : -1;
+        if (hi < 0 || lo < 0 || *len >= cap)
+            return false;
+        out[(*len)++] = (uint8_t)(hi << 4 | lo);
+        s += 2;
+    }
+    return true;
+}

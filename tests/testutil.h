@@ -4,6 +4,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -21,5 +22,14 @@ uint16_t fdl_test_free_port(void);
 void fdl_test_softhsm_conf(const char *dir, char *conf, size_t cap);
 /* Path of a file in the source tree (FDL_SOURCE_DIR from the build). */
 const char *fdl_test_src_path(const char *rel, char *buf, size_t cap);
+
+/* Value of one hex digit, or -1. */
+int fdl_test_hexval(int c);
+/*
+ * Decodes the %-escapes of the JSON and schema vector files, appending to out[*len..cap):
+ *   %HH one byte in hex, %% a literal '%', %(N:text) text (no ')') repeated N times,
+ *   itself decoded. Everything else is copied. false on a bad escape or overflow.
+ */
+bool fdl_test_decode_pct(const char *s, uint8_t *out, size_t cap, size_t *len);
 
 #endif
