@@ -125,16 +125,16 @@ typedef struct tlevel {
     enum lvl_kind kind;
 } tlevel;
 
+/* The topic cursor (cloud/topic.h), plus what kind of template level it yielded. */
 static bool next_tlevel(const char *s, size_t len, size_t *pos, tlevel *out)
 {
-    if (*pos > len)
+    fdl_topic_level l;
+    if (!fdl_topic_next_level(s, len, pos, &l))
         return false;
-    const char *start = s + *pos;
-    const char *slash = memchr(start, '/', len - *pos);
-    size_t n = slash ? (size_t)(slash - start) : len - *pos;
+    const char *start = l.p;
+    size_t n = l.n;
     out->p = start;
     out->n = n;
-    *pos += n + 1;
     if (n == 1 && start[0] == '+')
         out->kind = LVL_PLUS;
     else if (n == 1 && start[0] == '#')

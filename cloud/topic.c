@@ -71,17 +71,9 @@ fdl_topic_status fdl_topic_validate_filter(const char *filter, size_t len)
 /* Level iteration over validated strings                                     */
 /* ------------------------------------------------------------------------- */
 
-typedef struct level {
-    const char *p;
-    size_t n;
-} level;
+typedef fdl_topic_level level;
 
-/*
- * Cursor over the levels of s[0..len): *pos starts at 0; each call yields the
- * next level and returns false once every level has been yielded. A string of
- * k slashes has k + 1 levels, so "a/" yields "a" then "".
- */
-static bool next_level(const char *s, size_t len, size_t *pos, level *out)
+bool fdl_topic_next_level(const char *s, size_t len, size_t *pos, fdl_topic_level *out)
 {
     if (*pos > len)
         return false;
@@ -115,8 +107,8 @@ bool fdl_topic_matches(const char *filter, size_t filter_len, const char *topic,
     size_t fp = 0, tp = 0;
     level fl = {NULL, 0}, tl = {NULL, 0};
     for (;;) {
-        bool hf = next_level(filter, filter_len, &fp, &fl);
-        bool ht = next_level(topic, topic_len, &tp, &tl);
+        bool hf = fdl_topic_next_level(filter, filter_len, &fp, &fl);
+        bool ht = fdl_topic_next_level(topic, topic_len, &tp, &tl);
         if (!hf)
             return !ht;
         if (is_hash(fl))
@@ -149,8 +141,8 @@ bool fdl_topic_filter_covers(const char *outer, size_t outer_len, const char *in
     level ol = {NULL, 0}, il = {NULL, 0};
     bool inner_first_empty = false;
     for (size_t k = 0;; k++) {
-        bool ho = next_level(outer, outer_len, &op, &ol);
-        bool hi = next_level(inner, inner_len, &ip, &il);
+        bool ho = fdl_topic_next_level(outer, outer_len, &op, &ol);
+        bool hi = fdl_topic_next_level(inner, inner_len, &ip, &il);
         if (!hi)
             return !ho || is_hash(ol);   /* outer's '#' also matches inner's last level as parent */
         if (!ho)
@@ -163,7 +155,7 @@ bool fdl_topic_filter_covers(const char *outer, size_t outer_len, const char *in
             bool parent_not_a_topic = (k == 0) || (k == 1 && inner_first_empty);
             if (!parent_not_a_topic || !is_plus(ol))
                 return false;
-            return next_level(outer, outer_len, &op, &ol) && is_hash(ol);
+            return fdl_topic_next_level(outer, outer_len, &op, &ol) && is_hash(ol);
         }
         if (!is_plus(ol) && (is_plus(il) || !same_level(ol, il)))
             return false;
@@ -189,8 +181,8 @@ bool fdl_topic_filters_overlap(const char *a, size_t a_len, const char *b, size_
     level al = {NULL, 0}, bl = {NULL, 0};
     bool first_forced_empty = false;
     for (size_t k = 0;; k++) {
-        bool ha = next_level(a, a_len, &ap, &al);
-        bool hb = next_level(b, b_len, &bp, &bl);
+        bool ha = fdl_topic_next_level(a, a_len, &ap, &al);
+        bool hb = fdl_topic_next_level(b, b_len, &bp, &bl);
         if (!ha && !hb)
             return true;
         if (!ha || !hb) {

@@ -87,4 +87,18 @@ bool fdl_topic_filter_covers(const char *outer, size_t outer_len, const char *in
  */
 bool fdl_topic_filters_overlap(const char *a, size_t a_len, const char *b, size_t b_len);
 
+/* One level of a topic or filter: a view into the caller's string (borrowed). */
+typedef struct fdl_topic_level {
+    const char *p;
+    size_t n;
+} fdl_topic_level;
+
+/*
+ * Cursor over the levels of s[0..len): *pos starts at 0; each call yields the
+ * next level and returns false once every level has been yielded. A string of
+ * k slashes has k + 1 levels, so "a/" yields "a" then "". No validation: use on
+ * strings already checked with fdl_topic_validate_name / _filter (or templates).
+ */
+bool fdl_topic_next_level(const char *s, size_t len, size_t *pos, fdl_topic_level *out);
+
 #endif /* FDL_TOPIC_H */

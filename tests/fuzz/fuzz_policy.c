@@ -92,7 +92,7 @@ static void derive_topic(const owned *f, item plus, int hash_mode)
         memcpy(out + o, (src), (len));                   \
         o += (len);                                      \
     } while (0)
-    while (next_level(f->b, f->n, &pos, &l)) {
+    while (fdl_topic_next_level(f->b, f->n, &pos, &l)) {
         bool last = pos > f->n;
         if (is_hash(l)) {
             if (hash_mode == 0) {
