@@ -36,17 +36,6 @@ static vector g_vec[MAX_VECTORS];
 static struct CMUnitTest g_tests[MAX_VECTORS];
 static size_t g_n_vec;
 
-
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    assert_non_null(p);
-    memcpy(p, s, n);
-    return p;
-}
-
 /*
  * Line format: STATUS [key=value ...] | TEXT [ => EXPECT]
  * '#' lines and blank lines are skipped; only the final newline is stripped,
@@ -92,9 +81,9 @@ static bool load_vectors(const char *rel, const char *prefix)
         char *arrow = strstr(text, " => ");
         if (arrow) {
             *arrow = '\0';
-            v->expect = dup_str(arrow + 4);
+            v->expect = fdl_test_strdup(arrow + 4);
         }
-        v->text = dup_str(text);
+        v->text = fdl_test_strdup(text);
     }
     fclose(f);
     if (ok && g_n_vec - before < 10) {

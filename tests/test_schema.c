@@ -41,17 +41,6 @@ static size_t g_n_vec;
 static char *g_schemas[64];
 static size_t g_n_schemas;
 
-
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    assert_non_null(p);
-    memcpy(p, s, n);
-    return p;
-}
-
 /* Loads one vector file; "@@ " lines build the schema text for apply.txt. */
 static bool load_vectors(const char *rel, const char *prefix)
 {
@@ -93,7 +82,7 @@ static bool load_vectors(const char *rel, const char *prefix)
                 break;
             }
             schema = g_schemas[g_n_schemas++] =
-                dup_str(strcmp(pending, "default\n") == 0 ? fdl_schema_default_text : pending);
+                fdl_test_strdup(strcmp(pending, "default\n") == 0 ? fdl_schema_default_text : pending);
             pending_len = 0;
         }
         char *bar = strstr(line, " | ");
@@ -116,9 +105,9 @@ static bool load_vectors(const char *rel, const char *prefix)
         char *arrow = strstr(text, " => ");
         if (arrow) {
             *arrow = '\0';
-            v->expect = dup_str(arrow + 4);
+            v->expect = fdl_test_strdup(arrow + 4);
         }
-        v->text = dup_str(text);
+        v->text = fdl_test_strdup(text);
         v->schema = schema;
     }
     fclose(f);

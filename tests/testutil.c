@@ -61,6 +61,15 @@ const char *fdl_test_src_path(const char *rel, char *buf, size_t cap)
     return buf;
 }
 
+char *fdl_test_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    assert_non_null(p);
+    memcpy(p, s, n);
+    return p;
+}
+
 int fdl_test_hexval(int c)
 {
     if (c >= '0' && c <= '9')

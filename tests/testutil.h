@@ -23,6 +23,8 @@ void fdl_test_softhsm_conf(const char *dir, char *conf, size_t cap);
 /* Path of a file in the source tree (FDL_SOURCE_DIR from the build). */
 const char *fdl_test_src_path(const char *rel, char *buf, size_t cap);
 
+/* strdup that fails the test on allocation failure (test-owned memory: free()). */
+char *fdl_test_strdup(const char *s);
 /* Value of one hex digit, or -1. */
 int fdl_test_hexval(int c);
 /*
