@@ -1095,6 +1095,16 @@ const mbedtls_x509_crt *fdl_pki_chain(const fdl_pki *pki)
     return pki ? &pki->chain : NULL;
 }
 
+mbedtls_pk_context *fdl_pki_key(fdl_pki *pki)
+{
+    return pki ? pki->key : NULL;
+}
+
+int fdl_pki_random(void *pki, unsigned char *out, size_t len)
+{
+    return mbedtls_ctr_drbg_random(&((fdl_pki *)pki)->drbg, out, len);
+}
+
 uint64_t fdl_pki_issued_count(const fdl_pki *pki)
 {
     return pki ? pki->issued : 0;

@@ -196,6 +196,13 @@ void fdl_pki_free(fdl_pki *pki);
  */
 const mbedtls_x509_crt *fdl_pki_chain(const fdl_pki *pki);
 
+/* The issuer's signing key (token-backed for fdl_pki_open), for other documents
+ * the issuer signs (CRLs). Borrowed: valid until fdl_pki_free; same thread rule. */
+mbedtls_pk_context *fdl_pki_key(fdl_pki *pki);
+
+/* The fdl_pki's CTR-DRBG, as an f_rng/p_rng pair for mbedTLS signing calls. */
+int fdl_pki_random(void *pki, unsigned char *out, size_t len);
+
 /* Number of leaves this fdl_pki has issued. */
 uint64_t fdl_pki_issued_count(const fdl_pki *pki);
 
