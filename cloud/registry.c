@@ -82,7 +82,32 @@ static const char k_schema_v1[] =
     " WHEN OLD.status = 'REVOKED' AND NEW.status <> 'REVOKED'"
     " BEGIN SELECT RAISE(ABORT, 'CA revocation is terminal'); END;";
 
-static const char *const k_migrations[FDL_REG_SCHEMA_VERSION] = {k_schema_v1};
+/* v2: service identities (cloud actors) beside devices, certificate subjects for the
+ * PII audit, what the broker saw connect (sessions) and per-device refusal counters. */
+static const char k_schema_v2[] =
+    "ALTER TABLE devices ADD COLUMN kind TEXT NOT NULL DEFAULT 'device'"
+    " CHECK(kind IN ('device', 'service'));"
+    "ALTER TABLE certificates ADD COLUMN subject TEXT;"
+    "CREATE TABLE sessions("
+    " id INTEGER PRIMARY KEY,"
+    " fingerprint TEXT NOT NULL,"
+    " device_id TEXT NOT NULL,"
+    " client_id TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " connected_ms INTEGER NOT NULL,"
+    " disconnected_ms INTEGER);"
+    "CREATE INDEX sessions_open ON sessions(fingerprint) WHERE disconnected_ms IS NULL;"
+    "CREATE INDEX sessions_device ON sessions(device_id, connected_ms);"
+    "CREATE TABLE device_counters("
+    " device_id TEXT PRIMARY KEY,"
+    " denied_publish INTEGER NOT NULL DEFAULT 0,"
+    " denied_subscribe INTEGER NOT NULL DEFAULT 0,"
+    " denied_receive INTEGER NOT NULL DEFAULT 0,"
+    " bad_payload INTEGER NOT NULL DEFAULT 0,"
+    " refused_connect INTEGER NOT NULL DEFAULT 0,"
+    " updated_ms INTEGER NOT NULL) WITHOUT ROWID;";
+
+static const char *const k_migrations[FDL_REG_SCHEMA_VERSION] = {k_schema_v1, k_schema_v2};
 
 /* ---------------------------------------------------------------------------------------- */
 /* Statements, prepared on first use and kept for the life of the handle.                     */
@@ -115,6 +140,11 @@ enum {
     ST_CA_REVOKE_EVENTS,
     ST_CA_REVOKE_CERTS,
     ST_CRL,
+    ST_SESSION_OPEN,
+    ST_SESSION_CLOSE,
+    ST_SESSION_CLOSE_ALL,
+    ST_COUNTERS_ADD,
+    ST_COUNTERS_GET,
     ST_COUNT
 };
 
@@ -134,16 +164,16 @@ static const char *const k_sql[ST_COUNT] = {
     [ST_CERT_GET] = "SELECT serial, device_id, COALESCE(ca_id, 0), not_before, not_after, status"
                     " FROM certificates WHERE fingerprint = ?1",
     [ST_CERT_INSERT] = "INSERT INTO certificates(fingerprint, serial, device_id, ca_id, not_before, not_after,"
-                       " status, created_ms) VALUES(?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, 'PENDING', ?7)",
+                       " status, created_ms, subject) VALUES(?1, ?2, ?3, NULLIF(?4, 0), ?5, ?6, 'PENDING', ?7, ?8)",
     [ST_CERT_SET] = "UPDATE certificates SET status = ?2, reason = ?3,"
                     " activated_ms = CASE WHEN ?2 = 'ACTIVE' THEN ?4 ELSE activated_ms END,"
                     " revoked_ms = CASE WHEN ?2 = 'REVOKED' THEN ?4 ELSE revoked_ms END"
                     " WHERE fingerprint = ?1",
     [ST_DEVICE_ENSURE] = "INSERT INTO devices(id, created_ms) VALUES(?1, ?2) ON CONFLICT(id) DO NOTHING",
-    [ST_DEVICE_GET] = "SELECT sold, recalled, COALESCE(firmware_version, ''), COALESCE(policy, ''), created_ms"
-                      " FROM devices WHERE id = ?1",
+    [ST_DEVICE_GET] = "SELECT sold, recalled, COALESCE(firmware_version, ''), COALESCE(policy, ''), created_ms,"
+                      " kind = 'service' FROM devices WHERE id = ?1",
     [ST_DEVICE_SET] = "UPDATE devices SET sold = ?2, recalled = ?3, firmware_version = NULLIF(?4, ''),"
-                      " policy = NULLIF(?5, '') WHERE id = ?1",
+                      " policy = NULLIF(?5, ''), kind = CASE WHEN ?6 THEN 'service' ELSE 'device' END WHERE id = ?1",
     /* Bulk revocations are two set-based statements, the events first (they read the
      * old states), then the update: no row is visited while the table changes. */
     [ST_DEVICE_REVOKE_EVENTS] = "INSERT INTO events(at_ms, actor, kind, object, old_state, new_state, reason)"
@@ -175,6 +205,21 @@ static const char *const k_sql[ST_COUNT] = {
                            " WHERE ca_id = ?1 AND status IN ('PENDING', 'ACTIVE')",
     [ST_CRL] = "SELECT serial, revoked_ms FROM certificates WHERE ca_id = ?1 AND status = 'REVOKED'"
                " ORDER BY revoked_ms, fingerprint",
+    [ST_SESSION_OPEN] = "INSERT INTO sessions(id, fingerprint, device_id, client_id, address, connected_ms)"
+                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(id) DO NOTHING",
+    [ST_SESSION_CLOSE] = "UPDATE sessions SET disconnected_ms = ?2 WHERE id = ?1 AND disconnected_ms IS NULL",
+    [ST_SESSION_CLOSE_ALL] = "UPDATE sessions SET disconnected_ms = ?1 WHERE disconnected_ms IS NULL",
+    [ST_COUNTERS_ADD] = "INSERT INTO device_counters(device_id, denied_publish, denied_subscribe, denied_receive,"
+                        " bad_payload, refused_connect, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                        " ON CONFLICT(device_id) DO UPDATE SET"
+                        " denied_publish = denied_publish + excluded.denied_publish,"
+                        " denied_subscribe = denied_subscribe + excluded.denied_subscribe,"
+                        " denied_receive = denied_receive + excluded.denied_receive,"
+                        " bad_payload = bad_payload + excluded.bad_payload,"
+                        " refused_connect = refused_connect + excluded.refused_connect,"
+                        " updated_ms = excluded.updated_ms",
+    [ST_COUNTERS_GET] = "SELECT denied_publish, denied_subscribe, denied_receive, bad_payload, refused_connect,"
+                        " updated_ms FROM device_counters WHERE device_id = ?1",
 };
 
 struct fdl_registry {
@@ -663,8 +708,9 @@ cleanup:
 /* A device's attributes as one line, the old and new state of its events. */
 static void device_summary(const fdl_reg_device *d, char *out, size_t cap)
 {
-    snprintf(out, cap, "sold=%d recalled=%d firmware=%s policy=%s", d->sold, d->recalled,
-             d->firmware_version[0] ? d->firmware_version : "-", d->policy[0] ? d->policy : "-");
+    snprintf(out, cap, "sold=%d recalled=%d firmware=%s policy=%s%s", d->sold, d->recalled,
+             d->firmware_version[0] ? d->firmware_version : "-", d->policy[0] ? d->policy : "-",
+             d->service ? " kind=service" : "");
 }
 
 static fdl_reg_status device_read(fdl_registry *reg, const char *id, fdl_reg_device *out)
@@ -679,6 +725,7 @@ static fdl_reg_status device_read(fdl_registry *reg, const char *id, fdl_reg_dev
         out->sold = sqlite3_column_int(s, 0) != 0;
         out->recalled = sqlite3_column_int(s, 1) != 0;
         out->created_at_ms = sqlite3_column_int64(s, 4);
+        out->service = sqlite3_column_int(s, 5) != 0;
         if (!col_copy(s, 2, out->firmware_version, sizeof out->firmware_version) ||
             !col_copy(s, 3, out->policy, sizeof out->policy)) {
             set_err(reg, "device row does not fit the schema");
@@ -731,6 +778,7 @@ static fdl_reg_status device_write(fdl_registry *reg, const char *id, const fdl_
     sqlite3_bind_int(s, 3, nw->recalled);
     bind_text(s, 4, nw->firmware_version);
     bind_text(s, 5, nw->policy);
+    sqlite3_bind_int(s, 6, nw->service != 0);
     st = step_done(reg, s, "update device");
     if (st != FDL_REG_OK)
         return st;
@@ -847,6 +895,7 @@ static fdl_reg_status record_one(fdl_registry *reg, const fdl_reg_cert_rec *rec,
     sqlite3_bind_int64(s, 5, rec->not_before);
     sqlite3_bind_int64(s, 6, rec->not_after);
     sqlite3_bind_int64(s, 7, at);
+    bind_text(s, 8, rec->subject);
     st = step_done(reg, s, "insert certificate");
     if (st != FDL_REG_OK)
         return st;
@@ -1003,8 +1052,12 @@ fdl_reg_status fdl_registry_cert_record_x509(fdl_registry *reg, const mbedtls_x5
     st = fdl_registry_fingerprint(crt->raw.p, crt->raw.len, fp);
     if (st != FDL_REG_OK)
         goto cleanup;
+    char subject[FDL_REG_SUBJECT_MAX];
+    if (mbedtls_x509_dn_gets(subject, sizeof subject, &crt->subject) < 0)
+        subject[0] = '\0';
     x509_arg a = {.crt = crt,
                   .rec = {.fingerprint = fp, .serial = serial, .device_id = cn, .ca_id = ca_id,
+                          .subject = subject[0] ? subject : NULL,
                           .not_before = x509_time_unix(&crt->valid_from),
                           .not_after = x509_time_unix(&crt->valid_to)},
                   .state = state};
@@ -1508,6 +1561,7 @@ static fdl_reg_status device_put_body(fdl_registry *reg, void *arg)
         return st;
     nw = old;
     nw.sold = a->attrs->sold != 0;
+    nw.service = a->attrs->service != 0;
     nw.recalled = a->attrs->recalled != 0;
     snprintf(nw.firmware_version, sizeof nw.firmware_version, "%s", a->attrs->firmware_version);
     return device_write(reg, a->id, &old, &nw, at, "attributes");
@@ -1619,4 +1673,186 @@ cleanup:
         *n_mismatch = n;
     sqlite3_finalize(s);
     return st;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Device policy, sessions, counters (schema v2).                                              */
+
+typedef struct set_policy_arg {
+    const char *id, *policy, *reason;
+} set_policy_arg;
+
+static fdl_reg_status set_policy_body(fdl_registry *reg, void *arg)
+{
+    set_policy_arg *a = arg;
+    fdl_reg_device old, nw;
+    if (a->policy[0]) {
+        char text[2];
+        fdl_reg_status st = fdl_registry_policy_get(reg, a->policy, text, sizeof text, NULL);
+        if (st != FDL_REG_OK && st != FDL_REG_ERR_SMALL)
+            return st;
+    }
+    fdl_reg_status st = device_read(reg, a->id, &old);
+    if (st != FDL_REG_OK)
+        return st;
+    nw = old;
+    snprintf(nw.policy, sizeof nw.policy, "%s", a->policy);
+    return device_write(reg, a->id, &old, &nw, now_ms(), a->reason ? a->reason : "policy attached");
+}
+
+fdl_reg_status fdl_registry_device_set_policy(fdl_registry *reg, const char *device_id, const char *policy,
+                                              const char *reason)
+{
+    if (!reg || !valid_id(device_id) || !policy || (policy[0] && !valid_id(policy)) ||
+        (reason && !valid_text(reason, FDL_REG_REASON_MAX)))
+        return FDL_REG_ERR_ARG;
+    set_policy_arg a = {device_id, policy, reason};
+    return run_tx(reg, set_policy_body, &a);
+}
+
+typedef struct sessions_arg {
+    const fdl_reg_session *s;
+    size_t n;
+} sessions_arg;
+
+static fdl_reg_status sessions_body(fdl_registry *reg, void *arg)
+{
+    sessions_arg *a = arg;
+    sqlite3_stmt *s = NULL;
+    for (size_t i = 0; i < a->n; i++) {
+        const fdl_reg_session *e = &a->s[i];
+        fdl_reg_status st = stmt_get(reg, e->open ? ST_SESSION_OPEN : ST_SESSION_CLOSE, &s);
+        if (st != FDL_REG_OK)
+            return st;
+        sqlite3_bind_int64(s, 1, e->id);
+        if (e->open) {
+            bind_text(s, 2, e->fingerprint);
+            bind_text(s, 3, e->device_id);
+            bind_text(s, 4, e->client_id);
+            bind_text(s, 5, e->address);
+            sqlite3_bind_int64(s, 6, e->at_ms);
+        } else {
+            sqlite3_bind_int64(s, 2, e->at_ms);
+        }
+        st = step_done(reg, s, e->open ? "open session" : "close session");
+        if (st != FDL_REG_OK)
+            return st;
+    }
+    return FDL_REG_OK;
+}
+
+fdl_reg_status fdl_registry_sessions_apply(fdl_registry *reg, const fdl_reg_session *s, size_t n)
+{
+    if (!reg || (n && !s) || n > FDL_REG_BATCH_MAX)
+        return FDL_REG_ERR_ARG;
+    for (size_t i = 0; i < n; i++) {
+        if (!s[i].open)
+            continue;
+        if (!s[i].fingerprint || strlen(s[i].fingerprint) != FDL_REG_FP_HEX_LEN || !valid_id(s[i].device_id) ||
+            !s[i].client_id || strlen(s[i].client_id) > 65535 || !s[i].address ||
+            strlen(s[i].address) > 255)
+            return FDL_REG_ERR_ARG;
+    }
+    if (n == 0)
+        return FDL_REG_OK;
+    sessions_arg a = {s, n};
+    return run_tx(reg, sessions_body, &a);
+}
+
+static fdl_reg_status close_all_body(fdl_registry *reg, void *arg)
+{
+    int64_t *at = arg;
+    sqlite3_stmt *s = NULL;
+    fdl_reg_status st = stmt_get(reg, ST_SESSION_CLOSE_ALL, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    sqlite3_bind_int64(s, 1, *at);
+    st = step_done(reg, s, "close sessions");
+    *at = sqlite3_changes(reg->db);
+    return st;
+}
+
+fdl_reg_status fdl_registry_sessions_close_all(fdl_registry *reg, int64_t at_ms, size_t *n)
+{
+    if (!reg)
+        return FDL_REG_ERR_ARG;
+    int64_t v = at_ms;
+    fdl_reg_status st = run_tx(reg, close_all_body, &v);
+    if (n)
+        *n = st == FDL_REG_OK ? (size_t)v : 0;
+    return st;
+}
+
+typedef struct counters_arg {
+    const char *const *ids;
+    const fdl_reg_counters *d;
+    size_t n;
+} counters_arg;
+
+static fdl_reg_status counters_body(fdl_registry *reg, void *arg)
+{
+    counters_arg *a = arg;
+    sqlite3_stmt *s = NULL;
+    int64_t at = now_ms();
+    for (size_t i = 0; i < a->n; i++) {
+        fdl_reg_status st = stmt_get(reg, ST_COUNTERS_ADD, &s);
+        if (st != FDL_REG_OK)
+            return st;
+        bind_text(s, 1, a->ids[i]);
+        sqlite3_bind_int64(s, 2, (int64_t)a->d[i].denied_publish);
+        sqlite3_bind_int64(s, 3, (int64_t)a->d[i].denied_subscribe);
+        sqlite3_bind_int64(s, 4, (int64_t)a->d[i].denied_receive);
+        sqlite3_bind_int64(s, 5, (int64_t)a->d[i].bad_payload);
+        sqlite3_bind_int64(s, 6, (int64_t)a->d[i].refused_connect);
+        sqlite3_bind_int64(s, 7, at);
+        st = step_done(reg, s, "add counters");
+        if (st != FDL_REG_OK)
+            return st;
+    }
+    return FDL_REG_OK;
+}
+
+fdl_reg_status fdl_registry_counters_add(fdl_registry *reg, const char *const *ids, const fdl_reg_counters *deltas,
+                                         size_t n)
+{
+    if (!reg || (n && (!ids || !deltas)) || n > FDL_REG_BATCH_MAX)
+        return FDL_REG_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!ids[i] || !ids[i][0] || strlen(ids[i]) > FDL_REG_ID_MAX)
+            return FDL_REG_ERR_ARG;
+    if (n == 0)
+        return FDL_REG_OK;
+    counters_arg a = {ids, deltas, n};
+    return run_tx(reg, counters_body, &a);
+}
+
+fdl_reg_status fdl_registry_counters_get(fdl_registry *reg, const char *id, fdl_reg_counters *out)
+{
+    sqlite3_stmt *s = NULL;
+    if (!reg || !id || !out || strlen(id) > FDL_REG_ID_MAX)
+        return FDL_REG_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    fdl_reg_status st = stmt_get(reg, ST_COUNTERS_GET, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->denied_publish = (uint64_t)sqlite3_column_int64(s, 0);
+        out->denied_subscribe = (uint64_t)sqlite3_column_int64(s, 1);
+        out->denied_receive = (uint64_t)sqlite3_column_int64(s, 2);
+        out->bad_payload = (uint64_t)sqlite3_column_int64(s, 3);
+        out->refused_connect = (uint64_t)sqlite3_column_int64(s, 4);
+        out->updated_ms = sqlite3_column_int64(s, 5);
+    } else if (rc != SQLITE_DONE) {
+        st = db_fail(reg, rc, "read counters");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+struct sqlite3 *fdl_registry_db(fdl_registry *reg)
+{
+    return reg ? reg->db : NULL;
 }

@@ -49,7 +49,7 @@
 #include <mbedtls/x509_crt.h>
 
 /* Schema version written to PRAGMA user_version; open migrates older files. */
-#define FDL_REG_SCHEMA_VERSION 1
+#define FDL_REG_SCHEMA_VERSION 2
 /* Hex digits of a SHA-256 fingerprint (a buffer needs one more for the NUL). */
 #define FDL_REG_FP_HEX_LEN 64
 /* Longest device id, policy name, CA role or actor: the X.520 bound for a CN. */
@@ -171,6 +171,7 @@ typedef struct fdl_reg_cert_rec {
     const char *device_id;   /* the CN */
     int64_t ca_id;           /* issuer from fdl_registry_ca_register; 0 = unknown */
     int64_t not_before, not_after; /* Unix seconds, not_before <= not_after */
+    const char *subject;     /* the whole subject as text, for the PII audit; NULL = unknown */
 } fdl_reg_cert_rec;
 
 /*
@@ -275,11 +276,13 @@ typedef struct fdl_reg_device {
     int sold;                                   /* 0/1 */
     int recalled;                               /* 0/1 */
     char firmware_version[FDL_REG_FIRMWARE_MAX + 1]; /* "" = unknown; printable ASCII */
+    int service;                                /* 0/1: a cloud actor (ingest, provisioning,
+                                                   operator), not a device */
     char policy[FDL_REG_ID_MAX + 1];            /* output only ("" = none) */
     int64_t created_at_ms;                      /* output only */
 } fdl_reg_device;
 
-/* Creates the device if missing and sets sold, recalled and firmware_version
+/* Creates the device if missing and sets sold, recalled, service and firmware_version
  * (attrs borrowed; policy and created_at_ms are ignored). */
 fdl_reg_status fdl_registry_device_put(fdl_registry *reg, const char *device_id, const fdl_reg_device *attrs);
 
@@ -316,5 +319,57 @@ fdl_reg_status fdl_registry_events(fdl_registry *reg, const char *object, int64_
  * Reads the whole database: an operator's check, not for the hot path.
  */
 fdl_reg_status fdl_registry_check(fdl_registry *reg, size_t *n_mismatch);
+
+/*
+ * Attaches policy (must exist; "" = none, i.e. the built-in default device
+ * policy) to an existing device, with its event. What `fleetdrill revoke` uses to
+ * flip a device to deny-all before it drops the connection.
+ */
+fdl_reg_status fdl_registry_device_set_policy(fdl_registry *reg, const char *device_id, const char *policy,
+                                              const char *reason);
+
+/* ------------------------------------------------------------------------------ */
+/* Sessions: what the broker saw connect. The plugin buffers changes in memory
+ * and applies them in batches (one transaction per batch), so a connect storm
+ * costs one commit per batch, not one per client. */
+
+typedef struct fdl_reg_session {
+    int64_t id;              /* chosen by the broker plugin, unique across broker runs */
+    int open;                /* 1 = connected (all fields), 0 = disconnected (id, at_ms) */
+    int64_t at_ms;
+    const char *fingerprint; /* borrowed; 64 hex */
+    const char *device_id;   /* borrowed; the registered identity */
+    const char *client_id;   /* borrowed; what the client chose (any UTF-8, <= 65535 bytes) */
+    const char *address;     /* borrowed; the peer address */
+} fdl_reg_session;
+
+/* Applies n (0..FDL_REG_BATCH_MAX) session changes in one transaction: all or none. */
+fdl_reg_status fdl_registry_sessions_apply(fdl_registry *reg, const fdl_reg_session *s, size_t n);
+
+/* Marks every open session closed at at_ms (a broker starting: nothing is
+ * connected to it yet). *n (may be NULL) is how many were open. */
+fdl_reg_status fdl_registry_sessions_close_all(fdl_registry *reg, int64_t at_ms, size_t *n);
+
+/* ------------------------------------------------------------------------------ */
+/* Per-identity refusal counters (detection reads them). */
+
+typedef struct fdl_reg_counters {
+    uint64_t denied_publish, denied_subscribe, denied_receive;
+    uint64_t bad_payload;     /* messages dropped by the payload rules */
+    uint64_t refused_connect; /* connections refused (not ACTIVE, rate limited, ...) */
+    int64_t updated_ms;       /* output only */
+} fdl_reg_counters;
+
+/* Adds deltas[i] to the counters of ids[i] (created at zero if missing), in one
+ * transaction. ids need not be registered devices (a refused certificate's CN). */
+fdl_reg_status fdl_registry_counters_add(fdl_registry *reg, const char *const *ids, const fdl_reg_counters *deltas,
+                                         size_t n);
+
+/* Reads an identity's counters; an identity never counted reads as all zero. */
+fdl_reg_status fdl_registry_counters_get(fdl_registry *reg, const char *id, fdl_reg_counters *out);
+
+/* The underlying sqlite3 handle, for read-only reporting queries (cloud/audit.c)
+ * on the documented schema. Same thread rule as the handle; never write with it. */
+struct sqlite3 *fdl_registry_db(fdl_registry *reg);
 
 #endif /* FDL_REGISTRY_H */

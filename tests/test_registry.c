@@ -962,10 +962,134 @@ static void alloc_failures(void **state)
     assert_int_equal(b.allocs - a.allocs, b.frees - a.frees);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Schema v2: services, device policy, sessions, counters, migration.                          */
+
+static void v2_policy_and_service(void **state)
+{
+    fx *f = *state;
+    fdl_reg_device d = {.sold = 1, .service = 1}, got;
+    assert_int_equal(fdl_registry_device_put(f->reg, "svc-ingest", &d), FDL_REG_OK);
+    assert_int_equal(fdl_registry_device_get(f->reg, "svc-ingest", &got), FDL_REG_OK);
+    assert_int_equal(got.service, 1);
+    assert_string_equal(got.policy, "");
+    /* A policy that does not exist is refused and nothing changes. */
+    assert_int_equal(fdl_registry_device_set_policy(f->reg, "svc-ingest", "nope", NULL), FDL_REG_ERR_NOT_FOUND);
+    assert_int_equal(fdl_registry_policy_put(f->reg, "deny-all", "# nothing\n", 0), FDL_REG_OK);
+    assert_int_equal(fdl_registry_device_set_policy(f->reg, "svc-ingest", "deny-all", "revoked by operator"),
+                     FDL_REG_OK);
+    assert_int_equal(fdl_registry_device_get(f->reg, "svc-ingest", &got), FDL_REG_OK);
+    assert_string_equal(got.policy, "deny-all");
+    assert_int_equal(got.service, 1);
+    assert_int_equal(fdl_registry_device_set_policy(f->reg, "svc-ingest", "", NULL), FDL_REG_OK);
+    assert_int_equal(fdl_registry_device_get(f->reg, "svc-ingest", &got), FDL_REG_OK);
+    assert_string_equal(got.policy, "");
+    assert_int_equal(fdl_registry_device_set_policy(f->reg, "no-such-device", "deny-all", NULL),
+                     FDL_REG_ERR_NOT_FOUND);
+    assert_int_equal(fdl_registry_device_set_policy(f->reg, "svc-ingest", "bad/name", NULL), FDL_REG_ERR_ARG);
+    char v[64];
+    raw_query(f->path, "SELECT count(*) FROM events WHERE object = 'svc-ingest' AND reason = 'revoked by operator'",
+              v, sizeof v);
+    assert_string_equal(v, "1");
+}
+
+static void v2_sessions(void **state)
+{
+    fx *f = *state;
+    char fp[FDL_REG_FP_HEX_LEN + 1], v[64];
+    fp_of(1, fp);
+    fdl_reg_session s[3] = {
+        {.id = 10, .open = 1, .at_ms = 1000, .fingerprint = fp, .device_id = "dev-1", .client_id = "c/1+#",
+         .address = "127.0.0.1"},
+        {.id = 11, .open = 1, .at_ms = 1001, .fingerprint = fp, .device_id = "dev-1", .client_id = "other",
+         .address = "127.0.0.2"},
+        {.id = 10, .open = 0, .at_ms = 2000},
+    };
+    assert_int_equal(fdl_registry_sessions_apply(f->reg, s, 3), FDL_REG_OK);
+    raw_query(f->path, "SELECT count(*) FROM sessions WHERE disconnected_ms IS NULL", v, sizeof v);
+    assert_string_equal(v, "1");
+    raw_query(f->path, "SELECT client_id FROM sessions WHERE id = 10", v, sizeof v);
+    assert_string_equal(v, "c/1+#");
+    /* Applying the same batch again changes nothing (ids are the broker's). */
+    assert_int_equal(fdl_registry_sessions_apply(f->reg, s, 3), FDL_REG_OK);
+    raw_query(f->path, "SELECT count(*) FROM sessions", v, sizeof v);
+    assert_string_equal(v, "2");
+    /* A bad record fails the whole batch. */
+    fdl_reg_session bad[2] = {{.id = 12, .open = 1, .at_ms = 1, .fingerprint = fp, .device_id = "dev-2",
+                               .client_id = "x", .address = "a"},
+                              {.id = 13, .open = 1, .at_ms = 1, .fingerprint = "short", .device_id = "dev-2",
+                               .client_id = "x", .address = "a"}};
+    assert_int_equal(fdl_registry_sessions_apply(f->reg, bad, 2), FDL_REG_ERR_ARG);
+    raw_query(f->path, "SELECT count(*) FROM sessions", v, sizeof v);
+    assert_string_equal(v, "2");
+    size_t n = 0;
+    assert_int_equal(fdl_registry_sessions_close_all(f->reg, 3000, &n), FDL_REG_OK);
+    assert_int_equal(n, 1);
+    raw_query(f->path, "SELECT disconnected_ms FROM sessions WHERE id = 11", v, sizeof v);
+    assert_string_equal(v, "3000");
+    assert_plan_searches(f->path, "SELECT id FROM sessions WHERE fingerprint = 'x' AND disconnected_ms IS NULL");
+}
+
+static void v2_counters(void **state)
+{
+    fx *f = *state;
+    fdl_reg_counters c;
+    assert_int_equal(fdl_registry_counters_get(f->reg, "dev-1", &c), FDL_REG_OK);
+    assert_int_equal(c.denied_publish + c.denied_subscribe + c.bad_payload + c.refused_connect, 0);
+    const char *ids[2] = {"dev-1", "dev-2"};
+    fdl_reg_counters d[2] = {{.denied_publish = 2, .denied_subscribe = 1}, {.bad_payload = 5, .refused_connect = 1}};
+    assert_int_equal(fdl_registry_counters_add(f->reg, ids, d, 2), FDL_REG_OK);
+    assert_int_equal(fdl_registry_counters_add(f->reg, ids, d, 2), FDL_REG_OK);
+    assert_int_equal(fdl_registry_counters_get(f->reg, "dev-1", &c), FDL_REG_OK);
+    assert_int_equal(c.denied_publish, 4);
+    assert_int_equal(c.denied_subscribe, 2);
+    assert_true(c.updated_ms > 0);
+    assert_int_equal(fdl_registry_counters_get(f->reg, "dev-2", &c), FDL_REG_OK);
+    assert_int_equal(c.bad_payload, 10);
+    assert_int_equal(c.refused_connect, 2);
+    const char *badids[1] = {""};
+    assert_int_equal(fdl_registry_counters_add(f->reg, badids, d, 1), FDL_REG_ERR_ARG);
+}
+
+/* A file written by schema v1 is migrated in place and keeps its rows. */
+static void v2_migrates_v1(void **state)
+{
+    fx *f = *state;
+    char path[400], v[64];
+    snprintf(path, sizeof path, "%s/v1.db", f->dir);
+    /* Make a v1 file: a current one with the v2 additions taken out again. */
+    fdl_registry *r = NULL;
+    assert_int_equal(fdl_registry_open(path, NULL, &r), FDL_REG_OK);
+    fdl_reg_device d = {.sold = 1};
+    assert_int_equal(fdl_registry_device_put(r, "old-dev", &d), FDL_REG_OK);
+    fdl_registry_free(r);
+    r = NULL;
+    assert_int_equal(raw_exec(path, "DROP TABLE sessions; DROP TABLE device_counters;"
+                                    " ALTER TABLE devices DROP COLUMN kind;"
+                                    " ALTER TABLE certificates DROP COLUMN subject; PRAGMA user_version = 1;"),
+                     SQLITE_OK);
+    raw_query(path, "SELECT count(*) FROM sqlite_master WHERE name = 'sessions'", v, sizeof v);
+    assert_string_equal(v, "0");
+    assert_int_equal(fdl_registry_open(path, NULL, &r), FDL_REG_OK);
+    fdl_reg_device got;
+    assert_int_equal(fdl_registry_device_get(r, "old-dev", &got), FDL_REG_OK);
+    assert_int_equal(got.service, 0);
+    assert_int_equal(got.sold, 1);
+    fdl_registry_free(r);
+    raw_query(path, "PRAGMA user_version", v, sizeof v);
+    assert_int_equal(atoi(v), FDL_REG_SCHEMA_VERSION);
+    raw_query(path, "SELECT count(*) FROM sessions", v, sizeof v);
+    assert_string_equal(v, "0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(open_creates_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(v2_policy_and_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(v2_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(v2_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(v2_migrates_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(transitions_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(transitions_table, setup, teardown),
         cmocka_unit_test_setup_teardown(activate_needs_policy, setup, teardown),
