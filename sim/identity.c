@@ -60,6 +60,7 @@ int fdl_state_init(fdl_state *st, const char *dir)
     snprintf(st->devices_dir, sizeof st->devices_dir, "%s/devices", abs);
     snprintf(st->broker_dir, sizeof st->broker_dir, "%s/broker", abs);
     snprintf(st->run_json, sizeof st->run_json, "%s/run.json", abs);
+    snprintf(st->registry, sizeof st->registry, "%s/registry.db", abs);
     char tokens[FDL_PATH_MAX];
     snprintf(tokens, sizeof tokens, "%s/hsm/tokens", abs);
     if ((r = fdl_mkdir_p(tokens, 0700)) || (r = fdl_mkdir_p(st->pki_dir, 0700)) || (r = fdl_mkdir_p(st->devices_dir, 0700)) ||

@@ -11,6 +11,7 @@
  *   devices/<id>/cert.pem      the leaf certificate; written last, so its presence
  *                              means the identity is complete
  *   broker/                    generated mosquitto.conf and the broker log
+ *   registry.db                the fleet registry (cloud/registry.h; sqlite WAL)
  *   run.json                   broker endpoint while a run is live
  *
  * Identities persist across runs: provisioning skips complete identities and
@@ -44,6 +45,7 @@ typedef struct fdl_state {
     char devices_dir[FDL_PATH_MAX];
     char broker_dir[FDL_PATH_MAX];
     char run_json[FDL_PATH_MAX];
+    char registry[FDL_PATH_MAX];
 } fdl_state;
 
 /* Fills the paths (absolute) and creates the directories and hsm/softhsm2.conf if missing. 0 or -errno. */
