@@ -4,11 +4,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "cloud/registry.h"
 #include "sim/alloc.h"
 
 #define AUTHZ_POLICY_CACHE 16   /* named policies kept parsed; a fleet uses a handful */
 #define AUTHZ_POLICY_TEXT_MAX (64 * 1024)
+/* Sources tracked by the registration-window rate limiter; the oldest entry of a
+ * probe window is recycled, so memory is fixed whatever an attacker sends. */
+#define AUTHZ_RL_SLOTS 4096
+#define AUTHZ_RL_PROBE 8
+#define AUTHZ_RL_ADDR_MAX 64
+
+typedef struct rl_bucket {
+    char addr[AUTHZ_RL_ADDR_MAX];
+    double tokens;
+    int64_t last_ms;
+} rl_bucket;
 
 typedef struct cached_policy {
     char name[FDL_REG_ID_MAX + 1];
@@ -21,6 +34,11 @@ struct fdl_authz {
     cached_policy cache[AUTHZ_POLICY_CACHE];
     size_t n_cache, next_evict;
     fdl_authz_stats stats;
+    fdl_authz_cfg cfg;
+    rl_bucket *rl;           /* AUTHZ_RL_SLOTS */
+    double global_tokens;
+    int64_t global_last_ms;
+    int64_t data_version;    /* of the registry when the policy cache was filled */
 };
 
 static const char *const reason_str[] = {
@@ -33,6 +51,11 @@ static const char *const reason_str[] = {
     [FDL_AUTHZ_REGISTRY_ERROR] = "registry unavailable (fail closed)",
     [FDL_AUTHZ_POLICY_ERROR] = "device policy missing or invalid (fail closed)",
     [FDL_AUTHZ_POLICY_DENY] = "denied by policy",
+    [FDL_AUTHZ_UNREGISTERED_CA] = "issuer CA not registered",
+    [FDL_AUTHZ_CA_REVOKED] = "issuing CA revoked",
+    [FDL_AUTHZ_JITR_RECORDED] = "certificate pending registration (first connect: recorded, registration requested)",
+    [FDL_AUTHZ_RATE_LIMITED] = "registration rate limit for this source",
+    [FDL_AUTHZ_BAD_CERT] = "certificate unusable (no parse, or no device id)",
 };
 
 const char *fdl_authz_reason_str(fdl_authz_reason r)
@@ -44,12 +67,30 @@ const char *fdl_authz_reason_str(fdl_authz_reason r)
 
 int fdl_authz_open(const char *registry_path, fdl_authz **out, char *err, size_t errcap)
 {
+    return fdl_authz_open_cfg(registry_path, NULL, out, err, errcap);
+}
+
+int fdl_authz_open_cfg(const char *registry_path, const fdl_authz_cfg *cfg, fdl_authz **out, char *err,
+                       size_t errcap)
+{
     *out = NULL;
     fdl_authz *a = fdl_calloc(1, sizeof *a);
-    if (!a) {
+    if (!a || !(a->rl = fdl_calloc(AUTHZ_RL_SLOTS, sizeof *a->rl))) {
+        fdl_free(a);
         snprintf(err, errcap, "out of memory");
         return -1;
     }
+    if (cfg)
+        a->cfg = *cfg;
+    if (a->cfg.jitr_rate_per_source <= 0)
+        a->cfg.jitr_rate_per_source = 2;
+    if (a->cfg.jitr_burst <= 0)
+        a->cfg.jitr_burst = 5;
+    if (a->cfg.jitr_rate_global <= 0)
+        a->cfg.jitr_rate_global = 2000;
+    a->global_tokens = a->cfg.jitr_rate_global;
+    a->global_last_ms = -1;
+    a->data_version = -1;
     fdl_registry_opts ro = {.actor = "broker"};
     fdl_reg_status rs = fdl_registry_open(registry_path, &ro, &a->reg);
     if (rs != FDL_REG_OK) {
@@ -74,37 +115,149 @@ void fdl_authz_free(fdl_authz *a)
         fdl_policy_free(a->cache[i].policy);
     fdl_policy_free(a->default_policy);
     fdl_registry_free(a->reg);
+    fdl_free(a->rl);
     fdl_free(a);
 }
 
-fdl_authz_reason fdl_authz_connect(fdl_authz *a, const uint8_t *der, size_t len, char *identity, size_t cap)
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Takes one registration token for source at now; 1 if granted. */
+static int rl_take(fdl_authz *a, const char *source, int64_t now)
+{
+    /* The global bucket first: a fleet-wide ceiling on registry writes. */
+    if (a->global_last_ms < 0)
+        a->global_last_ms = now;
+    a->global_tokens += (double)(now - a->global_last_ms) / 1000.0 * a->cfg.jitr_rate_global;
+    if (a->global_tokens > a->cfg.jitr_rate_global)
+        a->global_tokens = a->cfg.jitr_rate_global;
+    a->global_last_ms = now;
+    char key[AUTHZ_RL_ADDR_MAX];
+    snprintf(key, sizeof key, "%s", source && source[0] ? source : "unknown");
+    uint32_t h = fnv1a(key);
+    rl_bucket *b = NULL, *oldest = NULL;
+    for (int i = 0; i < AUTHZ_RL_PROBE; i++) {
+        rl_bucket *c = &a->rl[(h + (uint32_t)i) % AUTHZ_RL_SLOTS];
+        if (c->addr[0] && !strcmp(c->addr, key)) {
+            b = c;
+            break;
+        }
+        if (!oldest || !c->addr[0] || (oldest->addr[0] && c->last_ms < oldest->last_ms))
+            oldest = c;
+    }
+    if (!b) {
+        b = oldest;
+        snprintf(b->addr, sizeof b->addr, "%s", key);
+        b->tokens = a->cfg.jitr_burst;
+        b->last_ms = now;
+    }
+    b->tokens += (double)(now - b->last_ms) / 1000.0 * a->cfg.jitr_rate_per_source;
+    if (b->tokens > a->cfg.jitr_burst)
+        b->tokens = a->cfg.jitr_burst;
+    b->last_ms = now;
+    if (b->tokens < 1.0 || a->global_tokens < 1.0)
+        return 0;
+    b->tokens -= 1.0;
+    a->global_tokens -= 1.0;
+    return 1;
+}
+
+/* An unknown certificate: which CA issued it, and JITR for factory CAs. */
+static fdl_authz_reason unknown_cert(fdl_authz *a, const uint8_t *der, size_t len, const char *source, int64_t now,
+                                     fdl_authz_conn *c)
+{
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    fdl_authz_reason r = FDL_AUTHZ_BAD_CERT;
+    int64_t ca_id = 0;
+    fdl_reg_ca_state cas;
+    if (mbedtls_x509_crt_parse_der(&crt, der, len) != 0)
+        goto done;
+    fdl_reg_status st = fdl_registry_ca_of(a->reg, &crt, &ca_id, &cas, c->issuer_role, sizeof c->issuer_role);
+    if (st == FDL_REG_ERR_NOT_FOUND) {
+        r = FDL_AUTHZ_UNREGISTERED_CA;
+        goto done;
+    }
+    if (st != FDL_REG_OK) {
+        r = FDL_AUTHZ_REGISTRY_ERROR;
+        goto done;
+    }
+    if (cas == FDL_REG_CA_REVOKED) {
+        r = FDL_AUTHZ_CA_REVOKED;
+        goto done;
+    }
+    if (strcmp(c->issuer_role, "factory") != 0) {
+        r = FDL_AUTHZ_UNKNOWN_CERT;   /* operational CAs issue only through the registry */
+        goto done;
+    }
+    if (!rl_take(a, source, now)) {
+        a->stats.jitr_rate_limited++;
+        r = FDL_AUTHZ_RATE_LIMITED;
+        goto done;
+    }
+    fdl_reg_cert_state cs;
+    st = fdl_registry_cert_record_x509(a->reg, &crt, ca_id, NULL, &cs);
+    if (st == FDL_REG_ERR_ARG) {
+        r = FDL_AUTHZ_BAD_CERT;
+    } else if (st == FDL_REG_ERR_CA_REVOKED) {
+        r = FDL_AUTHZ_CA_REVOKED;
+    } else if (st != FDL_REG_OK) {
+        r = FDL_AUTHZ_REGISTRY_ERROR;
+    } else if (cs == FDL_REG_CERT_PENDING) {
+        a->stats.jitr_recorded++;
+        r = FDL_AUTHZ_JITR_RECORDED;
+    } else {
+        r = cs == FDL_REG_CERT_REVOKED ? FDL_AUTHZ_REVOKED : FDL_AUTHZ_REGISTRY_ERROR;
+    }
+done:
+    mbedtls_x509_crt_free(&crt);
+    return r;
+}
+
+fdl_authz_reason fdl_authz_connect_ex(fdl_authz *a, const uint8_t *der, size_t len, const char *source,
+                                      int64_t now_ms, fdl_authz_conn *c)
 {
     fdl_authz_reason r = FDL_AUTHZ_NO_CERT;
-    char fp[65];
     fdl_reg_cert_info info;
+    memset(c, 0, sizeof *c);
     if (!der || len == 0)
         goto done;
     r = FDL_AUTHZ_REGISTRY_ERROR;
-    if (fdl_registry_fingerprint(der, len, fp) != FDL_REG_OK)
+    if (fdl_registry_fingerprint(der, len, c->fingerprint) != FDL_REG_OK)
         goto done;
-    fdl_reg_status st = fdl_registry_cert_status(a->reg, fp, &info);
+    fdl_reg_status st = fdl_registry_cert_status(a->reg, c->fingerprint, &info);
     if (st == FDL_REG_ERR_NOT_FOUND) {
-        r = FDL_AUTHZ_UNKNOWN_CERT;
+        r = unknown_cert(a, der, len, source, now_ms, c);
         goto done;
     }
     if (st != FDL_REG_OK)
         goto done;
-    if (info.state != FDL_REG_CERT_ACTIVE) {
-        r = info.state == FDL_REG_CERT_PENDING ? FDL_AUTHZ_PENDING : FDL_AUTHZ_REVOKED;
+    snprintf(c->identity, sizeof c->identity, "%s", info.device_id);
+    snprintf(c->serial, sizeof c->serial, "%s", info.serial);
+    if (info.state == FDL_REG_CERT_REVOKED) {
+        r = FDL_AUTHZ_REVOKED;
+        goto done;
+    }
+    if (info.state == FDL_REG_CERT_PENDING) {
+        /* Still in the registration window: retries count against the source's rate. */
+        r = rl_take(a, source, now_ms) ? FDL_AUTHZ_PENDING : FDL_AUTHZ_RATE_LIMITED;
+        if (r == FDL_AUTHZ_RATE_LIMITED)
+            a->stats.jitr_rate_limited++;
         goto done;
     }
     const char *why = NULL;
-    if (fdl_policy_value_check(info.device_id, strlen(info.device_id), &why) != FDL_POLICY_OK ||
-        strlen(info.device_id) >= cap) {
+    if (fdl_policy_value_check(info.device_id, strlen(info.device_id), &why) != FDL_POLICY_OK) {
         r = FDL_AUTHZ_UNSAFE_ID;
         goto done;
     }
-    strcpy(identity, info.device_id);
+    fdl_reg_device dev;
+    if (fdl_registry_device_get(a->reg, info.device_id, &dev) == FDL_REG_OK)
+        c->service = dev.service;
     r = FDL_AUTHZ_ALLOW;
 done:
     if (r == FDL_AUTHZ_ALLOW)
@@ -114,11 +267,46 @@ done:
     return r;
 }
 
+fdl_authz_reason fdl_authz_connect(fdl_authz *a, const uint8_t *der, size_t len, char *identity, size_t cap)
+{
+    fdl_authz_conn c;
+    fdl_authz_reason r = fdl_authz_connect_ex(a, der, len, NULL, 0, &c);
+    if (r == FDL_AUTHZ_ALLOW) {
+        if (strlen(c.identity) >= cap)
+            return FDL_AUTHZ_UNSAFE_ID;
+        strcpy(identity, c.identity);
+    }
+    return r;
+}
+
+/* Drops every cached policy if the registry file changed since the last look
+ * (PRAGMA data_version moves when another connection commits): an edited
+ * policy applies to the next request, and the check costs no disk access. */
+static void cache_validate(fdl_authz *a)
+{
+    sqlite3 *db = fdl_registry_db(a->reg);
+    sqlite3_stmt *s = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (v >= 0 && v == a->data_version)
+        return;
+    for (size_t i = 0; i < a->n_cache; i++) {
+        fdl_policy_free(a->cache[i].policy);
+        a->cache[i].policy = NULL;
+    }
+    a->n_cache = 0;
+    a->next_evict = 0;
+    a->data_version = v;
+}
+
 /* The parsed policy for a registry policy name; NULL if it cannot be had. */
 static fdl_policy *policy_by_name(fdl_authz *a, const char *name)
 {
     if (!name[0])
         return a->default_policy;
+    cache_validate(a);
     for (size_t i = 0; i < a->n_cache; i++)
         if (!strcmp(a->cache[i].name, name))
             return a->cache[i].policy;

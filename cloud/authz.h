@@ -30,6 +30,12 @@ typedef enum fdl_authz_reason {
     FDL_AUTHZ_REGISTRY_ERROR,  /* the registry could not answer: fail closed */
     FDL_AUTHZ_POLICY_ERROR,    /* the device's policy is missing or does not parse: fail closed */
     FDL_AUTHZ_POLICY_DENY,     /* the policy denies this request */
+    FDL_AUTHZ_UNREGISTERED_CA, /* the issuer (trusted by TLS) is not a registered CA */
+    FDL_AUTHZ_CA_REVOKED,      /* the issuing CA is revoked */
+    FDL_AUTHZ_JITR_RECORDED,   /* first sight of a factory certificate: recorded PENDING,
+                                  registration requested (the caller notifies the service) */
+    FDL_AUTHZ_RATE_LIMITED,    /* registration window: this source is over its rate */
+    FDL_AUTHZ_BAD_CERT,        /* the certificate cannot be parsed or has no usable CN */
 } fdl_authz_reason;
 
 /* Static text; never NULL. */
@@ -37,8 +43,43 @@ const char *fdl_authz_reason_str(fdl_authz_reason r);
 
 typedef struct fdl_authz fdl_authz;
 
-/* Opens the registry at registry_path (which must exist). 0, or -1 with err. Free with fdl_authz_free. */
+/*
+ * The registration window (JITR): certificates that are not ACTIVE yet — a factory
+ * certificate seen for the first time, or one still PENDING — are admitted to the
+ * registry path at most rate_per_source per second per source address (token
+ * bucket of burst), and at most rate_global per second in all. Devices retry with
+ * backoff, so an honest device needs one or two tries; a flood from one address
+ * is refused (FDL_AUTHZ_RATE_LIMITED) before it reaches the registry.
+ */
+typedef struct fdl_authz_cfg {
+    double jitr_rate_per_source; /* per second; 0 = 2 */
+    double jitr_burst;           /* 0 = 5 */
+    double jitr_rate_global;     /* per second; 0 = 2000 */
+} fdl_authz_cfg;
+
+/* Opens the registry at registry_path (which must exist). cfg NULL = defaults.
+ * 0, or -1 with err. Free with fdl_authz_free. */
 int fdl_authz_open(const char *registry_path, fdl_authz **out, char *err, size_t errcap);
+int fdl_authz_open_cfg(const char *registry_path, const fdl_authz_cfg *cfg, fdl_authz **out, char *err,
+                       size_t errcap);
+
+/* What a CONNECT decision found out, for logging and notification. */
+typedef struct fdl_authz_conn {
+    char identity[80];     /* the registered device id (ALLOW), else the certificate's CN or "" */
+    char fingerprint[65];  /* "" if no certificate */
+    char serial[65];
+    char issuer_role[32];  /* "issuing", "factory", ... or "" */
+    int service;           /* ALLOW: 1 if the identity is a cloud actor */
+} fdl_authz_conn;
+
+/*
+ * fdl_authz_connect with the source address (for the registration window rate
+ * limit; NULL = "unknown") and the current time in ms (monotonic or wall, only
+ * differences are used). An unknown certificate whose issuer is a registered CA
+ * of role "factory" is recorded PENDING and FDL_AUTHZ_JITR_RECORDED is returned.
+ */
+fdl_authz_reason fdl_authz_connect_ex(fdl_authz *a, const uint8_t *der, size_t len, const char *source,
+                                      int64_t now_ms, fdl_authz_conn *out);
 void fdl_authz_free(fdl_authz *a);
 
 /*
@@ -58,6 +99,7 @@ fdl_authz_reason fdl_authz_check(fdl_authz *a, const char *identity, const char 
 
 typedef struct fdl_authz_stats {
     uint64_t connects_allowed, connects_denied;
+    uint64_t jitr_recorded, jitr_rate_limited;
     uint64_t requests_allowed, requests_denied;
 } fdl_authz_stats;
 

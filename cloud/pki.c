@@ -707,10 +707,10 @@ typedef struct pki_pins {
     char user[PKI_PIN_HEX + 1];
 } pki_pins;
 
-static fdl_pki_status token_fail(fdl_se_module *se, fdl_se_status s, const char *what)
+static fdl_pki_status token_fail(fdl_se_module *se, const char *token, fdl_se_status s, const char *what)
 {
     fdl_pki_status st = s == FDL_SE_ERR_NOT_FOUND ? FDL_PKI_ERR_NOT_FOUND : FDL_PKI_ERR_TOKEN;
-    return fail(st, "token %s: %s: %s (CK_RV 0x%lx)", FDL_PKI_TOKEN_LABEL, what, fdl_se_strerror(s),
+    return fail(st, "token %s: %s: %s (CK_RV 0x%lx)", token, what, fdl_se_strerror(s),
                 fdl_se_last_rv(se));
 }
 
@@ -750,7 +750,7 @@ cleanup:
     return st;
 }
 
-static fdl_pki_status new_pins(const char *dir, pki_pins *p, mbedtls_ctr_drbg_context *drbg)
+static fdl_pki_status new_pins(const char *dir, const char *token, pki_pins *p, mbedtls_ctr_drbg_context *drbg)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char rnd[2 * PKI_PIN_BYTES];
@@ -773,7 +773,7 @@ static fdl_pki_status new_pins(const char *dir, pki_pins *p, mbedtls_ctr_drbg_co
     n = snprintf(text, sizeof text,
                  "# PINs of the fleetdrill CA token \"%s\" (SoftHSM2). Secret: keep mode 0600.\n"
                  "so_pin=%s\nuser_pin=%s\n",
-                 FDL_PKI_TOKEN_LABEL, p->so, p->user);
+                 token, p->so, p->user);
     st = write_file(path, text, (size_t)n, 0600);
 cleanup:
     fdl_wipe(rnd, sizeof rnd);
@@ -782,14 +782,14 @@ cleanup:
 }
 
 /* Opens key_label in the CA token, generating it first if it is not there. */
-static fdl_pki_status ensure_token_key(fdl_se_module *se, const char *user_pin, const char *label,
-                                       fdl_se_key **out)
+static fdl_pki_status ensure_token_key(fdl_se_module *se, const char *token, const char *user_pin,
+                                       const char *label, fdl_se_key **out)
 {
-    fdl_se_status s = fdl_se_key_open(se, FDL_PKI_TOKEN_LABEL, user_pin, label, out);
+    fdl_se_status s = fdl_se_key_open(se, token, user_pin, label, out);
     if (s == FDL_SE_ERR_NOT_FOUND)
-        s = fdl_se_keygen(se, FDL_PKI_TOKEN_LABEL, user_pin, label, out);
+        s = fdl_se_keygen(se, token, user_pin, label, out);
     if (s != FDL_SE_OK)
-        return token_fail(se, s, label);
+        return token_fail(se, token, s, label);
     return FDL_PKI_OK;
 }
 
@@ -802,6 +802,7 @@ fdl_pki_status fdl_pki_setup(fdl_se_module *se, const char *dir, const fdl_pki_o
     const char *name;
     pki_rng r;
     int token;
+    const char *label = opts && opts->token_label ? opts->token_label : FDL_PKI_TOKEN_LABEL;
 
     rng_init(&r);
     last_err[0] = '\0';
@@ -815,25 +816,25 @@ fdl_pki_status fdl_pki_setup(fdl_se_module *se, const char *dir, const fdl_pki_o
         goto cleanup;
 
     /* The PIN file comes first: a token must never exist without its PINs on disk. */
-    token = fdl_se_token_exists(se, FDL_PKI_TOKEN_LABEL);
+    token = fdl_se_token_exists(se, label);
     if (file_exists(path)) {
         st = read_pins(dir, &pins);
     } else if (token) {
-        st = fail(FDL_PKI_ERR_MISMATCH, "token %s exists but %s is missing", FDL_PKI_TOKEN_LABEL, path);
+        st = fail(FDL_PKI_ERR_MISMATCH, "token %s exists but %s is missing", label, path);
     } else {
-        st = new_pins(dir, &pins, &r.drbg);
+        st = new_pins(dir, label, &pins, &r.drbg);
     }
     if (st != FDL_PKI_OK)
         goto cleanup;
     if (!token) {
-        fdl_se_status s = fdl_se_token_create(se, FDL_PKI_TOKEN_LABEL, pins.so, pins.user);
+        fdl_se_status s = fdl_se_token_create(se, label, pins.so, pins.user);
         if (s != FDL_SE_OK) {
-            st = token_fail(se, s, "create");
+            st = token_fail(se, label, s, "create");
             goto cleanup;
         }
     }
-    if ((st = ensure_token_key(se, pins.user, FDL_PKI_ROOT_KEY_LABEL, &root)) != FDL_PKI_OK ||
-        (st = ensure_token_key(se, pins.user, FDL_PKI_ISSUING_KEY_LABEL, &inter)) != FDL_PKI_OK)
+    if ((st = ensure_token_key(se, label, pins.user, FDL_PKI_ROOT_KEY_LABEL, &root)) != FDL_PKI_OK ||
+        (st = ensure_token_key(se, label, pins.user, FDL_PKI_ISSUING_KEY_LABEL, &inter)) != FDL_PKI_OK)
         goto cleanup;
     st = build_hierarchy(dir, fdl_se_key_pk(root), fdl_se_key_pk(inter), opts, &r.drbg);
 cleanup:
@@ -1028,6 +1029,11 @@ cleanup:
 
 fdl_pki_status fdl_pki_open(fdl_se_module *se, const char *dir, fdl_pki **out)
 {
+    return fdl_pki_open_token(se, dir, FDL_PKI_TOKEN_LABEL, out);
+}
+
+fdl_pki_status fdl_pki_open_token(fdl_se_module *se, const char *dir, const char *token_label, fdl_pki **out)
+{
     fdl_pki_status st = FDL_PKI_ERR_ARG;
     unsigned char *chain = NULL;
     size_t chain_len = 0;
@@ -1036,17 +1042,17 @@ fdl_pki_status fdl_pki_open(fdl_se_module *se, const char *dir, fdl_pki **out)
     fdl_se_status s;
 
     last_err[0] = '\0';
-    if (!se || !dir || !out) {
-        st = fail(FDL_PKI_ERR_ARG, "se, dir and out are required");
+    if (!se || !dir || !out || !token_label) {
+        st = fail(FDL_PKI_ERR_ARG, "se, dir, token_label and out are required");
         goto cleanup;
     }
     *out = NULL;
     if ((st = read_pins(dir, &pins)) != FDL_PKI_OK || (st = read_issuer_chain(dir, &chain, &chain_len)) != FDL_PKI_OK ||
         (st = pki_alloc(&p)) != FDL_PKI_OK)
         goto cleanup;
-    s = fdl_se_key_open(se, FDL_PKI_TOKEN_LABEL, pins.user, FDL_PKI_ISSUING_KEY_LABEL, &p->se_key);
+    s = fdl_se_key_open(se, token_label, pins.user, FDL_PKI_ISSUING_KEY_LABEL, &p->se_key);
     if (s != FDL_SE_OK) {
-        st = token_fail(se, s, FDL_PKI_ISSUING_KEY_LABEL);
+        st = token_fail(se, token_label, s, FDL_PKI_ISSUING_KEY_LABEL);
         goto cleanup;
     }
     p->key = fdl_se_key_pk(p->se_key);

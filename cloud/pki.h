@@ -71,6 +71,10 @@
 
 /* Token and key labels of the CA token. */
 #define FDL_PKI_TOKEN_LABEL "fleetdrill-ca"
+/* The factory hierarchy (devices' birth certificates, JITR): <state>/pki/factory. */
+#define FDL_PKI_FACTORY_TOKEN_LABEL "fleetdrill-factory-ca"
+#define FDL_PKI_FACTORY_DIR "factory"
+#define FDL_PKI_FACTORY_NAME "fleetdrill Factory"
 #define FDL_PKI_ROOT_KEY_LABEL "root-ca"
 #define FDL_PKI_ISSUING_KEY_LABEL "issuing-ca"
 
@@ -133,6 +137,9 @@ typedef struct fdl_pki_opts {
     unsigned root_days;         /* 0 = FDL_PKI_ROOT_DAYS */
     unsigned intermediate_days; /* 0 = FDL_PKI_INTERMEDIATE_DAYS */
     unsigned server_days;       /* 0 = FDL_PKI_SERVER_DAYS */
+    const char *token_label;    /* borrowed; the CA token (fdl_pki_setup only); NULL =
+                                   FDL_PKI_TOKEN_LABEL. A second hierarchy, such as the
+                                   factory CA of JITR, lives in a token of its own. */
 } fdl_pki_opts;
 
 /*
@@ -168,6 +175,9 @@ typedef struct fdl_pki fdl_pki;
  * (fdl_pki_free). FDL_PKI_ERR_NOT_FOUND if dir holds no token PKI.
  */
 fdl_pki_status fdl_pki_open(fdl_se_module *se, const char *dir, fdl_pki **out);
+
+/* fdl_pki_open for a hierarchy set up with opts->token_label = token_label. */
+fdl_pki_status fdl_pki_open_token(fdl_se_module *se, const char *dir, const char *token_label, fdl_pki **out);
 
 /* Opens a software PKI (fdl_pki_setup_soft) the same way, with the key from
  * intermediate-key.pem. */

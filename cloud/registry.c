@@ -145,6 +145,7 @@ enum {
     ST_SESSION_CLOSE_ALL,
     ST_COUNTERS_ADD,
     ST_COUNTERS_GET,
+    ST_CA_INFO,
     ST_COUNT
 };
 
@@ -218,6 +219,7 @@ static const char *const k_sql[ST_COUNT] = {
                         " bad_payload = bad_payload + excluded.bad_payload,"
                         " refused_connect = refused_connect + excluded.refused_connect,"
                         " updated_ms = excluded.updated_ms",
+    [ST_CA_INFO] = "SELECT role, status FROM cas WHERE id = ?1",
     [ST_COUNTERS_GET] = "SELECT denied_publish, denied_subscribe, denied_receive, bad_payload, refused_connect,"
                         " updated_ms FROM device_counters WHERE device_id = ?1",
 };
@@ -1855,4 +1857,68 @@ fdl_reg_status fdl_registry_counters_get(fdl_registry *reg, const char *id, fdl_
 struct sqlite3 *fdl_registry_db(fdl_registry *reg)
 {
     return reg ? reg->db : NULL;
+}
+
+fdl_reg_status fdl_registry_ca_of(fdl_registry *reg, const mbedtls_x509_crt *crt, int64_t *ca_id,
+                                  fdl_reg_ca_state *state, char *role, size_t role_cap)
+{
+    sqlite3_stmt *s = NULL;
+    int64_t id = 0;
+    if (!reg || !crt || !ca_id || !role || role_cap == 0)
+        return FDL_REG_ERR_ARG;
+    fdl_reg_status st = ca_by_issuer(reg, crt, &id);
+    if (st != FDL_REG_OK)
+        return st;
+    st = stmt_get(reg, ST_CA_INFO, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *ca_id = id;
+        if (!col_copy(s, 0, role, role_cap))
+            st = FDL_REG_ERR_SMALL;
+        if (state)
+            *state = strcmp((const char *)sqlite3_column_text(s, 1), "REVOKED") == 0 ? FDL_REG_CA_REVOKED
+                                                                                     : FDL_REG_CA_REGISTERED;
+    } else {
+        st = rc == SQLITE_DONE ? FDL_REG_ERR_NOT_FOUND : db_fail(reg, rc, "read CA");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+typedef struct device_batch_arg {
+    const char *const *ids;
+    const fdl_reg_device *attrs;
+    size_t n;
+} device_batch_arg;
+
+static fdl_reg_status device_batch_body(fdl_registry *reg, void *arg)
+{
+    device_batch_arg *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        device_put_arg a = {.id = b->ids[i], .attrs = &b->attrs[i]};
+        fdl_reg_status st = device_put_body(reg, &a);
+        if (st != FDL_REG_OK)
+            return st;
+    }
+    return FDL_REG_OK;
+}
+
+fdl_reg_status fdl_registry_device_put_batch(fdl_registry *reg, const char *const *ids, const fdl_reg_device *attrs,
+                                             size_t n)
+{
+    if (!reg || (n && (!ids || !attrs)) || n > FDL_REG_BATCH_MAX)
+        return FDL_REG_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!valid_id(ids[i]) ||
+            strnlen(attrs[i].firmware_version, sizeof attrs[i].firmware_version) >= sizeof attrs[i].firmware_version ||
+            !valid_text(attrs[i].firmware_version, FDL_REG_FIRMWARE_MAX))
+            return FDL_REG_ERR_ARG;
+    if (n == 0)
+        return FDL_REG_OK;
+    device_batch_arg b = {ids, attrs, n};
+    return run_tx(reg, device_batch_body, &b);
 }

@@ -236,6 +236,12 @@ typedef enum fdl_reg_ca_state {
 fdl_reg_status fdl_registry_ca_register(fdl_registry *reg, const mbedtls_x509_crt *ca, const char *role,
                                         int64_t *ca_id);
 
+/* The registered CA that issued crt (matched on the issuer name): its id, state
+ * (may be NULL) and role (e.g. "issuing", "factory") copied into role[0..role_cap).
+ * FDL_REG_ERR_NOT_FOUND if no registered CA has that name. */
+fdl_reg_status fdl_registry_ca_of(fdl_registry *reg, const mbedtls_x509_crt *crt, int64_t *ca_id,
+                                  fdl_reg_ca_state *state, char *role, size_t role_cap);
+
 /* Finds a CA by fingerprint; state may be NULL. */
 fdl_reg_status fdl_registry_ca_find(fdl_registry *reg, const char *fingerprint, int64_t *ca_id,
                                     fdl_reg_ca_state *state);
@@ -285,6 +291,11 @@ typedef struct fdl_reg_device {
 /* Creates the device if missing and sets sold, recalled, service and firmware_version
  * (attrs borrowed; policy and created_at_ms are ignored). */
 fdl_reg_status fdl_registry_device_put(fdl_registry *reg, const char *device_id, const fdl_reg_device *attrs);
+
+/* fdl_registry_device_put for n (0..FDL_REG_BATCH_MAX) devices in one
+ * transaction, all or none: a factory manifest import. */
+fdl_reg_status fdl_registry_device_put_batch(fdl_registry *reg, const char *const *ids, const fdl_reg_device *attrs,
+                                             size_t n);
 
 /* Reads a device. FDL_REG_ERR_NOT_FOUND if unknown. */
 fdl_reg_status fdl_registry_device_get(fdl_registry *reg, const char *device_id, fdl_reg_device *out);
