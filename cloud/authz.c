@@ -202,6 +202,11 @@ static fdl_authz_reason unknown_cert(fdl_authz *a, const uint8_t *der, size_t le
     }
     fdl_reg_cert_state cs;
     st = fdl_registry_cert_record_x509(a->reg, &crt, ca_id, NULL, &cs);
+    fdl_reg_cert_info info;
+    if (st == FDL_REG_OK && fdl_registry_cert_status(a->reg, c->fingerprint, &info) == FDL_REG_OK) {
+        snprintf(c->identity, sizeof c->identity, "%s", info.device_id);
+        snprintf(c->serial, sizeof c->serial, "%s", info.serial);
+    }
     if (st == FDL_REG_ERR_ARG) {
         r = FDL_AUTHZ_BAD_CERT;
     } else if (st == FDL_REG_ERR_CA_REVOKED) {

@@ -130,7 +130,17 @@ static void fail(fdl_device *d, fdl_device_fail why, const char *detail)
         d->env->hooks->offline(d, why, d->env->hooks_ud);
     else
         d->env->hooks->attempt_done(d, false, why, d->env->hooks_ud);
-    uint64_t delay = fdl_backoff_next(&d->backoff, rnd32(d));
+    if (why == FDL_FAIL_MQTT_REFUSED) {
+        uint32_t limit = d->n_online ? d->env->params.revoked_after_refusals : d->env->params.revoked_after_refusals_new;
+        if (!limit)
+            limit = d->n_online ? 3 : 10;
+        if (++d->refused_in_row >= limit && !d->revoked) {
+            d->revoked = true;
+            FDL_INFO("device", "%s: refused %u times in a row: revoked state (LED on), publishing stopped",
+                     d->id, d->refused_in_row);
+        }
+    }
+    uint64_t delay = d->revoked ? d->env->params.backoff_cap_ms : fdl_backoff_next(&d->backoff, rnd32(d));
     uv_timer_start(&d->sim_timer, sim_timer_cb, fdl_vclock_real_delay_ms(d->env->clock, delay), 0);
 }
 
@@ -141,12 +151,16 @@ void fdl_device_admit(fdl_device *d)
     const fdl_device_env *env = d->env;
     d->n_attempts++;
     d->attempt_start_ns = fdl_now_ns();
+    if (!d->first_attempt_ns)
+        d->first_attempt_ns = d->attempt_start_ns;
     set_state(d, FDL_DEV_CONNECTING);
     fdl_transport *tcp = fdl_tcp_new(env->loop, DEV_TCP_RX_CAP, DEV_TCP_TX_CAP, env->params.connect_real_timeout_ms);
     if (!tcp) {
         fail(d, FDL_FAIL_LOCAL, "out of memory");
         return;
     }
+    if (d->source_ip)
+        fdl_tcp_set_source(tcp, d->source_ip);
     fdl_transport *tls = fdl_tls_new(tcp, &d->tls);
     if (!tls) {
         fdl_tp_close(tcp);
@@ -262,6 +276,15 @@ static void mq_connack(void *ud, uint8_t rc)
     FDL_DEBUG("device", "%s: online", d->id);
     set_state(d, FDL_DEV_ONLINE);
     d->n_online++;
+    if (d->n_online == 1) {
+        d->first_online_ns = fdl_now_ns();
+        d->refused_before_online = d->n_fail[FDL_FAIL_MQTT_REFUSED];
+    }
+    d->refused_in_row = 0;
+    if (d->revoked) {
+        d->revoked = false;
+        FDL_INFO("device", "%s: accepted again: revoked state cleared", d->id);
+    }
     d->connect_us = (fdl_now_ns() - d->attempt_start_ns) / 1000u;
     fdl_backoff_reset(&d->backoff);
     d->env->hooks->attempt_done(d, true, FDL_FAIL_NONE, d->env->hooks_ud);

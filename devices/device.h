@@ -67,6 +67,12 @@ typedef struct fdl_device_params {
     uint64_t connect_real_timeout_ms;   /* TCP connect + TLS handshake bound, real ms */
     uint16_t keepalive_s;               /* MQTT keepalive, real seconds */
     uint8_t telemetry_qos;
+    /* Consecutive CONNACK refusals (not authorized) after which the firmware
+     * concludes it is revoked: it lights its "revoked" LED, stops trying at the
+     * normal pace and retries only every backoff_cap_ms. A device that has never
+     * been online is still registering (JITR), so it is given more patience. */
+    uint32_t revoked_after_refusals;          /* 0 = 3 */
+    uint32_t revoked_after_refusals_new;      /* never online yet; 0 = 10 */
 } fdl_device_params;
 
 typedef struct fdl_device fdl_device;
@@ -114,6 +120,12 @@ struct fdl_device {
     fdl_device_state state;
     fdl_backoff backoff;
     uint64_t attempt_start_ns;
+    uint64_t first_attempt_ns;    /* start of the first attempt ever (provisioning latency) */
+    uint64_t first_online_ns;     /* when the first CONNACK accepted us */
+    uint32_t refused_before_online; /* refusals before the first success (JITR: pending) */
+    uint32_t source_ip;           /* network order; 0 = let the kernel choose */
+    uint32_t refused_in_row;      /* consecutive CONNACK refusals */
+    bool revoked;                 /* the "revoked" LED: repeated refusals, publishing stopped */
     uint64_t seq;
     uint64_t rng;                 /* xorshift state for jitter and telemetry values */
     double battery;

@@ -13,6 +13,7 @@ typedef struct tcp_layer {
     uv_timer_t timer;        /* connect timeout */
     int handles_open;        /* uv handles not yet closed (tcp, timer) */
     int connected, reading, eof, want_writable;
+    uint32_t source_ip;      /* network order; 0 = any */
     int eof_status;
     size_t tx_pending, tx_cap;
     size_t rx_len, rx_cap;
@@ -123,6 +124,11 @@ static void timeout_cb(uv_timer_t *tm)
     }
 }
 
+void fdl_tcp_set_source(fdl_transport *tp, uint32_t ipv4)
+{
+    ((tcp_layer *)tp)->source_ip = ipv4;
+}
+
 static int tcp_connect(fdl_transport *base, const char *host, uint16_t port)
 {
     tcp_layer *t = (tcp_layer *)base;
@@ -133,6 +139,15 @@ static int tcp_connect(fdl_transport *base, const char *host, uint16_t port)
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
         return FDL_TP_ERESET;
     t->creq.data = t;
+    if (t->source_ip) {
+        struct sockaddr_in src;
+        memset(&src, 0, sizeof src);
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = t->source_ip;
+        int b = uv_tcp_bind(&t->handle, (struct sockaddr *)&src, 0);
+        if (b < 0)
+            return map_uv_err(b);
+    }
     int r = uv_tcp_connect(&t->creq, &t->handle, (struct sockaddr *)&sa, connect_cb);
     if (r < 0)
         return map_uv_err(r);

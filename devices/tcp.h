@@ -21,4 +21,9 @@
  */
 fdl_transport *fdl_tcp_new(uv_loop_t *loop, size_t rx_cap, size_t tx_cap, uint64_t connect_timeout_ms);
 
+/* Binds the connection's local end to ipv4 (network order, port chosen by the
+ * kernel) before connect: each virtual device can have its own loopback source
+ * address (127.0.0.0/8), as real devices have their own. Call before connect. */
+void fdl_tcp_set_source(fdl_transport *tp, uint32_t ipv4);
+
 #endif

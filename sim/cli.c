@@ -1,6 +1,9 @@
 /* sim/cli.c — fleetdrill subcommands: pki, device, provision, run, bench (see cli.h). */
 #include "sim/cli.h"
 
+#include "cloud/provisioning.h"
+#include "sim/cloudrun.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -58,7 +61,10 @@ static void usage(FILE *out)
             "  provision --devices N          create missing device identities (token + key + certificate)\n"
             "  pki init                       create the fleet CA (root + issuing CA in a token, broker cert)\n"
             "  device show ID [--json]        where a device's certificate, key (PKCS#11 URI) and PIN are\n"
-            "  bench connect --devices N      connect N devices as fast as possible and print rates\n\n"
+            "  bench connect --devices N      connect N devices as fast as possible and print rates\n"
+            "  revoke DEVICE                  deny-all policy, certificates revoked, live connection dropped\n"
+            "  audit [--json]                 audit the registry: wildcard/shared policies, expiring and\n"
+            "                                 revoked-but-connected certificates, PII in subjects\n\n"
             "common options:\n"
             "  --state DIR     state directory (default $FLEETDRILL_STATE or ./.fleetdrill)\n"
             "  -h, --help      help for a command\n\n"
@@ -136,7 +142,8 @@ int fdl_cmd_pki(int argc, char **argv)
 
 /* ---- provisioning ----------------------------------------------------------- */
 
-static int provision_fleet(fdl_ctx *ctx, uint32_t first, uint32_t n, fdl_profile profile, uint32_t *made)
+static int provision_fleet(fdl_ctx *ctx, fdl_pki *issuer, uint32_t first, uint32_t n, fdl_profile profile,
+                           uint32_t *made)
 {
     char id[FDL_DEVICE_ID_MAX], err[512];
     *made = 0;
@@ -149,7 +156,7 @@ static int provision_fleet(fdl_ctx *ctx, uint32_t first, uint32_t n, fdl_profile
             break;
         }
         fdl_device_id(first + i, id, sizeof id);
-        int r = fdl_identity_provision(&ctx->st, ctx->se, ctx->pki, id, profile, mbedtls_ctr_drbg_random,
+        int r = fdl_identity_provision(&ctx->st, ctx->se, issuer, id, profile, mbedtls_ctr_drbg_random,
                                        &ctx->drbg, err, sizeof err);
         if (r < 0) {
             fdl_progress_finish(bar);
@@ -214,7 +221,15 @@ int fdl_cmd_provision(int argc, char **argv)
         return FDL_EXIT_ERROR;
     }
     uint32_t made;
-    int r = provision_fleet(&ctx, first, n, profile, &made);
+    int r = fdl_ctx_open_cloud(&ctx, 0, err, sizeof err);
+    if (r != 0)
+        fprintf(stderr, "fleetdrill: %s\n", err);
+    else
+        r = provision_fleet(&ctx, ctx.pki, first, n, profile, &made);
+    if (r == 0 && fdl_cloud_prepare_fleet(&ctx, first, n, FDL_PROV_DIRECT, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "fleetdrill: %s\n", err);
+        r = -1;
+    }
     fdl_ctx_close(&ctx);
     if (r == -2)
         return FDL_EXIT_INTERRUPTED;
@@ -364,7 +379,11 @@ typedef struct run_opts {
     fdl_profile profile;
     uint16_t port;
     int bench;
+    fdl_prov_mode provision;
+    const char *rules_path;
     fdl_fleet_cfg fleet;
+    fdl_prov_stats prov;      /* the provisioning service's figures at the end */
+    int have_prov;
 } run_opts;
 
 typedef struct progress_ctx {
@@ -443,6 +462,23 @@ static void print_summary(FILE *out, const run_opts *o, const fdl_fleet_result *
     if (r->malformed_in)
         fprintf(out, "  malformed packets  %llu refused by devices (connection dropped, device reconnected)\n",
                 (unsigned long long)r->malformed_in);
+    if (r->registered || o->provision == FDL_PROV_JITR) {
+        us_fmt(a, sizeof a, r->prov_p50_us);
+        us_fmt(b, sizeof b, r->prov_p95_us);
+        us_fmt(c, sizeof c, r->prov_p99_us);
+        fprintf(out, "  provisioning       %u devices registered just in time (%s)", r->registered,
+                fdl_prov_mode_name(o->provision));
+        if (r->registered && r->prov_span_s > 0)
+            fprintf(out, " in %.1f s, %.0f/s", r->prov_span_s, r->registered / r->prov_span_s);
+        fprintf(out, "\n    first attempt to first CONNACK  p50 %s  p95 %s  p99 %s\n", a, b, c);
+        if (o->have_prov)
+            fprintf(out, "    registration service  %llu requests: %llu activated, %llu rejected, %llu rule errors\n",
+                    (unsigned long long)o->prov.requests, (unsigned long long)o->prov.activated,
+                    (unsigned long long)o->prov.rejected, (unsigned long long)o->prov.rule_errors);
+    }
+    if (r->revoked_at_end)
+        fprintf(out, "  revoked (LED on)   %u device%s, e.g. %s: refused repeatedly, publishing stopped\n",
+                r->revoked_at_end, r->revoked_at_end == 1 ? "" : "s", r->revoked_example);
     fprintf(out, "  identities loaded  in %.1f s\n", r->load_s);
     fprintf(out, "  peak RSS           %.1f MiB", (double)r->rss_peak_kib / 1024.0);
     if (r->connected)
@@ -490,6 +526,25 @@ static void result_json(fdl_json *j, const run_opts *o, const fdl_fleet_result *
     fdl_json_uint(j, "commands_received", r->commands_received);
     fdl_json_uint(j, "malformed_refused", r->malformed_in);
     fdl_json_obj_end(j);
+    fdl_json_obj_begin(j, "provisioning");
+    fdl_json_str(j, "mode", fdl_prov_mode_name(o->provision));
+    fdl_json_uint(j, "registered", r->registered);
+    fdl_json_num(j, "span_s", r->prov_span_s);
+    fdl_json_num(j, "per_second", r->prov_span_s > 0 ? r->registered / r->prov_span_s : 0.0);
+    fdl_json_uint(j, "p50_us", r->prov_p50_us);
+    fdl_json_uint(j, "p95_us", r->prov_p95_us);
+    fdl_json_uint(j, "p99_us", r->prov_p99_us);
+    fdl_json_uint(j, "max_us", r->prov_max_us);
+    if (o->have_prov) {
+        fdl_json_uint(j, "requests", o->prov.requests);
+        fdl_json_uint(j, "activated", o->prov.activated);
+        fdl_json_uint(j, "rejected", o->prov.rejected);
+        fdl_json_uint(j, "rule_errors", o->prov.rule_errors);
+        fdl_json_uint(j, "decide_p50_us", o->prov.decide_p50_us);
+        fdl_json_uint(j, "decide_p99_us", o->prov.decide_p99_us);
+    }
+    fdl_json_obj_end(j);
+    fdl_json_uint(j, "revoked_at_end", r->revoked_at_end);
     fdl_json_uint(j, "peak_rss_kib", r->rss_peak_kib);
     fdl_json_num(j, "rss_per_device_kib",
                  r->connected ? (double)(r->rss_connected_kib > r->rss_before_kib
@@ -523,7 +578,11 @@ static int run_usage(int bench)
              "  --threads T             worker loops (default: number of CPUs)\n"
              "  --max-connecting M      connection attempts in progress at once (default 128)\n"
              "  --port P                broker port on 127.0.0.1 (default: a free one)\n"
-             "  --first K               first device index (for shards)");
+             "  --first K               first device index (for shards)\n"
+             "  --provision MODE        direct (certificates enrolled at issuance, default) or jitr\n"
+             "                          (factory certificates, registered on first connect)\n"
+             "  --registration-rules F  Lua rules of the JITR registration handler\n"
+             "                          (default cloud/registration.lua)");
     return 0;
 }
 
@@ -546,6 +605,8 @@ static int parse_run(int argc, char **argv, run_opts *o, int bench)
                                          {"max-connecting", required_argument, 0, 'm'},
                                          {"port", required_argument, 0, 'P'},
                                          {"first", required_argument, 0, 'f'},
+                                         {"provision", required_argument, 0, 'M'},
+                                         {"registration-rules", required_argument, 0, 'R'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
     int c;
@@ -595,6 +656,11 @@ static int parse_run(int argc, char **argv, run_opts *o, int bench)
                 FAIL_USAGE("--port wants 1 .. 65535");
             o->port = (uint16_t)v;
             break;
+        case 'M':
+            if (fdl_prov_mode_parse(optarg, &o->provision))
+                FAIL_USAGE("--provision is direct or jitr");
+            break;
+        case 'R': o->rules_path = optarg; break;
         case 'h': return run_usage(bench) - 1;
         default: return FDL_EXIT_USAGE;
         }
@@ -611,6 +677,7 @@ static int do_run(run_opts *o)
     int rc = FDL_EXIT_ERROR;
     fdl_ctx ctx;
     fdl_broker *broker = NULL;
+    fdl_prov *prov = NULL;
     uint64_t got_nofile = 0;
     fdl_raise_nofile_limit((uint64_t)o->devices * 2 + 1024, &got_nofile);
     if (got_nofile < (uint64_t)o->devices + 256)
@@ -622,30 +689,54 @@ static int do_run(run_opts *o)
         return FDL_EXIT_ERROR;
     }
     uint32_t made;
-    int pr = provision_fleet(&ctx, o->first, o->devices, o->profile, &made);
+    if (fdl_ctx_open_cloud(&ctx, o->provision == FDL_PROV_JITR, err, sizeof err) != 0) {
+        fprintf(stderr, "fleetdrill: %s\n", err);
+        goto out;
+    }
+    int pr = provision_fleet(&ctx, o->provision == FDL_PROV_JITR ? ctx.factory : ctx.pki, o->first, o->devices,
+                             o->profile, &made);
     if (pr != 0) {
         rc = pr == -2 ? FDL_EXIT_INTERRUPTED : FDL_EXIT_ERROR;
         goto out;
     }
+    uint32_t written = 0;
+    if (fdl_cloud_prepare_fleet(&ctx, o->first, o->devices, o->provision, &written, err, sizeof err) != 0) {
+        fprintf(stderr, "fleetdrill: registry: %s\n", err);
+        goto out;
+    }
+    if (written)
+        fprintf(stderr, "fleetdrill: registry: %u %s\n", written,
+                o->provision == FDL_PROV_JITR ? "manufacturing records written" : "certificates enrolled");
 
     fdl_broker_opts bo;
     fdl_broker_opts_init(&bo);
-    char chain[FDL_PATH_MAX], cert[FDL_PATH_MAX], key[FDL_PATH_MAX], root[FDL_PATH_MAX];
-    snprintf(chain, sizeof chain, "%s/%s", ctx.st.pki_dir, FDL_PKI_CHAIN_PEM);
-    snprintf(cert, sizeof cert, "%s/%s", ctx.st.pki_dir, FDL_PKI_SERVER_PEM);
-    snprintf(key, sizeof key, "%s/%s", ctx.st.pki_dir, FDL_PKI_SERVER_KEY_PEM);
+    fdl_cloud_broker_bufs bb;
+    char root[FDL_PATH_MAX];
     snprintf(root, sizeof root, "%s/%s", ctx.st.pki_dir, FDL_PKI_ROOT_PEM);
-    bo.dir = ctx.st.broker_dir;
-    bo.cafile = chain;
-    bo.certfile = cert;
-    bo.keyfile = key;
+    if (fdl_cloud_broker_opts(&ctx, &bo, &bb, err, sizeof err) != 0) {
+        fprintf(stderr, "fleetdrill: broker: %s\n", err);
+        goto out;
+    }
     bo.port = o->port;
     if (fdl_broker_start(&bo, &broker, err, sizeof err) != 0) {
         fprintf(stderr, "fleetdrill: broker: %s\n", err);
         goto out;
     }
-    fprintf(stderr, "fleetdrill: mosquitto listening on %s:%u (TLS 1.3 only, client certificates required)\n",
+    fprintf(stderr, "fleetdrill: mosquitto listening on %s:%u (TLS 1.3 only, client certificates required, "
+                    "registry and per-device policy enforced by the fleetdrill plugin)\n",
             fdl_broker_host(broker), fdl_broker_port(broker));
+    {
+        char pcert[1200], pkey[1200], rules[FDL_PATH_MAX];
+        fdl_enroll_actor_paths(ctx.st.pki_dir, FDL_ACTOR_PROVISIONING, pcert, pkey, sizeof pcert);
+        snprintf(rules, sizeof rules, "%s", o->rules_path ? o->rules_path : FDL_SOURCE_DIR "/cloud/registration.lua");
+        fdl_prov_cfg pc = {.host = fdl_broker_host(broker), .port = fdl_broker_port(broker), .cafile = root,
+                           .certfile = pcert, .keyfile = pkey, .registry_path = ctx.st.registry,
+                           .rules_path = rules, .verbose = getenv("FLEETDRILL_LOG") != NULL};
+        if (fdl_prov_start(&pc, &prov, err, sizeof err) != 0) {
+            fprintf(stderr, "fleetdrill: provisioning service: %s\n", err);
+            goto out;
+        }
+    }
     if (write_run_json(&ctx, broker, o) != 0)
         fprintf(stderr, "fleetdrill: warning: cannot write %s\n", ctx.st.run_json);
 
@@ -659,6 +750,7 @@ static int do_run(run_opts *o)
     o->fleet.duration_ms = (uint64_t)(o->duration_s * 1000.0);
     o->fleet.stop_when_all_online = o->bench;
     o->fleet.finalize_se_at_end = 1;   /* nothing uses the tokens after the run */
+    o->fleet.distinct_sources = 1;
 
     progress_ctx pc = {fdl_progress_new(stderr, o->bench ? "connecting" : "fleet", o->devices), o->devices};
     fdl_fleet_result res;
@@ -666,6 +758,12 @@ static int do_run(run_opts *o)
     fdl_progress_finish(pc.bar);
     fdl_progress_free(pc.bar);
     unlink(ctx.st.run_json);
+    if (prov) {
+        fdl_prov_get_stats(prov, &o->prov);
+        o->have_prov = 1;
+        fdl_prov_stop(prov);
+        prov = NULL;
+    }
     fdl_broker_stop(broker);
     if (fr != 0) {
         fprintf(stderr, "fleetdrill: %s\n", err);
@@ -709,6 +807,7 @@ static int do_run(run_opts *o)
     else
         rc = res.connected == res.devices ? FDL_EXIT_OK : FDL_EXIT_INCOMPLETE;
 out:
+    fdl_prov_stop(prov);
     if (broker) {
         fdl_broker_stop(broker);
         fdl_broker_free(broker);
@@ -769,6 +868,10 @@ int fdl_cli_main(int argc, char **argv)
         return fdl_cmd_device(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return fdl_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "revoke"))
+        return fdl_cmd_revoke(argc - 1, argv + 1);
+    if (!strcmp(cmd, "audit"))
+        return fdl_cmd_audit(argc - 1, argv + 1);
     fprintf(stderr, "fleetdrill: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return FDL_EXIT_USAGE;

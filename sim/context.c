@@ -133,8 +133,75 @@ fail:
     return -1;
 }
 
+int fdl_ctx_open_cloud(fdl_ctx *c, int want_factory, char *err, size_t errcap)
+{
+    char probe[FDL_PATH_MAX + 32];
+    snprintf(c->factory_dir, sizeof c->factory_dir, "%s/%s", c->st.pki_dir, FDL_PKI_FACTORY_DIR);
+    snprintf(probe, sizeof probe, "%s/%s", c->factory_dir, FDL_PKI_INTERMEDIATE_PEM);
+    int have_factory = access(probe, F_OK) == 0;
+    if (want_factory || have_factory) {
+        fdl_pki_opts fo = {.name = FDL_PKI_FACTORY_NAME, .token_label = FDL_PKI_FACTORY_TOKEN_LABEL};
+        fdl_pki_status ps = fdl_pki_setup(c->se, c->factory_dir, &fo);
+        if (ps == FDL_PKI_OK)
+            ps = fdl_pki_open_token(c->se, c->factory_dir, FDL_PKI_FACTORY_TOKEN_LABEL, &c->factory);
+        if (ps != FDL_PKI_OK) {
+            snprintf(err, errcap, "factory CA in %s: %s (%s)", c->factory_dir, fdl_pki_strerror(ps),
+                     fdl_pki_last_error());
+            return -1;
+        }
+        have_factory = 1;
+    }
+    fdl_registry_opts ro = {.actor = "fleetdrill"};
+    fdl_reg_status rs = fdl_registry_open(c->st.registry, &ro, &c->reg);
+    if (rs != FDL_REG_OK) {
+        snprintf(err, errcap, "registry %s: %s", c->st.registry, fdl_reg_strerror(rs));
+        return -1;
+    }
+    if (fdl_enroll_bootstrap(c->reg, c->st.pki_dir, have_factory ? c->factory_dir : NULL, &c->cas, err, errcap) != 0)
+        return -1;
+    return fdl_enroll_actors(c->reg, c->pki, c->st.pki_dir, err, errcap);
+}
+
+int fdl_ctx_write_broker_cafile(const fdl_ctx *c, char *path, size_t cap)
+{
+    char a[FDL_PATH_MAX + 32], b[FDL_PATH_MAX + 64];
+    snprintf(path, cap, "%s/cafile.pem", c->st.broker_dir);
+    snprintf(a, sizeof a, "%s/%s", c->st.pki_dir, FDL_PKI_CHAIN_PEM);
+    snprintf(b, sizeof b, "%s/%s/%s", c->st.pki_dir, FDL_PKI_FACTORY_DIR, FDL_PKI_CHAIN_PEM);
+    const char *files[2] = {a, b};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "r");
+        if (!f) {
+            if (i == 0) {
+                fclose(m);
+                free(buf);
+                return -1;
+            }
+            continue;
+        }
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+            fwrite(chunk, 1, n, m);
+        fclose(f);
+    }
+    fclose(m);
+    int r = fdl_write_file_atomic(path, buf, len, 0644);
+    free(buf);
+    return r;
+}
+
 void fdl_ctx_close(fdl_ctx *c)
 {
+    fdl_registry_free(c->reg);
+    c->reg = NULL;
+    fdl_pki_free(c->factory);
+    c->factory = NULL;
     fdl_pki_free(c->pki);
     c->pki = NULL;
     fdl_se_module_free(c->se);

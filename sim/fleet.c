@@ -1,6 +1,7 @@
 /* sim/fleet.c — worker loops, admission control and run figures (see fleet.h). */
 #include "sim/fleet.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -202,6 +203,12 @@ static void *worker_main(void *arg)
             if (atomic_fetch_add(&w->load_failed, 1) == 0)
                 snprintf(w->load_error, sizeof w->load_error, "%s", err);
             continue;
+        }
+        if (cfg->distinct_sources) {
+            /* 127.(10 + k / 62500).(k / 250 % 250).(k % 250 + 1): every device its own loopback address. */
+            uint32_t k = cfg->first_index + i;
+            uint32_t ip = (127u << 24) | ((10u + k / 62500u) % 256u) << 16 | ((k / 250u) % 250u) << 8 | (k % 250u + 1u);
+            fl->devs[i].source_ip = htonl(ip);
         }
         fl->usable[i] = 1;
         atomic_fetch_add(&w->loaded, 1);
@@ -421,6 +428,8 @@ cleanup:
             fdl_hist_merge(ak, fl.w[i].ack);
         }
         res->devices = n;
+        fdl_hist *pv = fdl_hist_new();
+        uint64_t prov_first = UINT64_MAX, prov_last = 0;
         for (uint32_t i = 0; i < n; i++) {
             fdl_device *d = &fl.devs[i];
             if (!fl.usable[i]) {
@@ -433,8 +442,18 @@ cleanup:
             res->acked += d->mqtt.n_acked;
             res->commands_received += d->n_commands;
             res->malformed_in += d->mqtt.n_malformed;
+            if (d->revoked) {
+                if (!res->revoked_at_end++)
+                    snprintf(res->revoked_example, sizeof res->revoked_example, "%s", d->id);
+            }
             if (d->n_online > 0) {
                 res->connected++;
+                if (d->refused_before_online > 0) {
+                    res->registered++;
+                    fdl_hist_add(pv, (d->first_online_ns - d->first_attempt_ns) / 1000u);
+                    prov_first = d->first_attempt_ns < prov_first ? d->first_attempt_ns : prov_first;
+                    prov_last = d->first_online_ns > prov_last ? d->first_online_ns : prov_last;
+                }
             } else {
                 res->failed++;
                 res->fail_by_reason[d->last_fail]++;
@@ -454,6 +473,12 @@ cleanup:
         res->conn_p99_us = fdl_hist_percentile(cn, 99);
         res->ack_p50_us = fdl_hist_percentile(ak, 50);
         res->ack_p99_us = fdl_hist_percentile(ak, 99);
+        res->prov_p50_us = fdl_hist_percentile(pv, 50);
+        res->prov_p95_us = fdl_hist_percentile(pv, 95);
+        res->prov_p99_us = fdl_hist_percentile(pv, 99);
+        res->prov_max_us = fdl_hist_max(pv);
+        res->prov_span_s = res->registered ? (double)(prov_last - prov_first) / 1e9 : 0;
+        fdl_hist_free(pv);
         fdl_hist_free(hs);
         fdl_hist_free(cn);
         fdl_hist_free(ak);

@@ -34,6 +34,7 @@ typedef struct fdl_fleet_cfg {
     unsigned threads;              /* worker loops; 0 = auto */
     unsigned max_connecting;       /* attempts in progress at once, whole fleet */
     int stop_when_all_online;      /* benchmarks: end as soon as every device is online */
+    int distinct_sources;          /* each device connects from its own 127.x.y.z address */
     int finalize_se_at_end;        /* the caller is done with cfg->se: tear the fleet's tokens down
                                       with one C_Finalize instead of N session closes (O(N^2) in SoftHSM2) */
     fdl_device_params params;
@@ -53,6 +54,13 @@ typedef struct fdl_fleet_result {
     uint64_t hs_p50_us, hs_p95_us, hs_p99_us, hs_max_us;
     uint64_t conn_p50_us, conn_p95_us, conn_p99_us;
     uint64_t ack_p50_us, ack_p99_us;
+    /* Provisioning: devices whose first connects were refused (JITR pending) and
+     * then accepted; latency from their first attempt to their first CONNACK. */
+    uint32_t registered;
+    uint64_t prov_p50_us, prov_p95_us, prov_p99_us, prov_max_us;
+    double prov_span_s;            /* first attempt of the first to first online of the last */
+    uint32_t revoked_at_end;       /* devices in their revoked state (LED on) when the run ended */
+    char revoked_example[64];
     double all_connected_s;        /* wall seconds until the last device first connected (0 if not all) */
     double load_s;                 /* wall seconds spent loading identities (token logins) */
     double wall_s;

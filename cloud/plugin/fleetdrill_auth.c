@@ -347,7 +347,7 @@ static int on_message(int event, void *event_data, void *userdata)
         /* ACL_DENIED: Mosquitto drops the message and still acknowledges it (drop, not reject). */
         return MOSQ_ERR_ACL_DENIED;
     }
-    mosquitto_free(ed->payload);
+    /* Mosquitto frees the original payload itself when the plugin replaced it. */
     ed->payload = out;
     ed->payloadlen = (uint32_t)out_len;
     return MOSQ_ERR_SUCCESS;

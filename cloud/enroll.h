@@ -1,0 +1,109 @@
+/*
+ * cloud/enroll.h — bootstrapping the control plane's registry: the CAs it
+ * trusts, the policies it knows, the cloud actors' identities, and enrolment
+ * of certificates issued outside JITR.
+ *
+ * Policies put by fdl_enroll_bootstrap (only when missing: an operator's edit is
+ * never overwritten, so `fleetdrill audit` sees what the operator did):
+ *   device-default     FDL_POLICY_DEFAULT_DEVICE (per-device template)
+ *   deny-all           no statement: what `fleetdrill revoke` attaches
+ *   claim              the shared claim certificate: only its own provisioning
+ *                      topics, keyed by ${client_id}
+ *   svc-ingest, svc-provisioning, svc-operator   one per cloud actor, each
+ *                      limited to that actor's topics (FDL_ENROLL_POLICY_*)
+ *
+ * Cloud actors are registry devices of kind "service" with a certificate from the
+ * issuing CA (CN = the actor name) and a software key in
+ * <pki>/actors/<name>-key.pem (mode 0600): services run in the cloud, not in a
+ * device's secure element. Every function here is idempotent.
+ */
+#ifndef FDL_ENROLL_H
+#define FDL_ENROLL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mbedtls/x509_crt.h>
+
+#include "cloud/pki.h"
+#include "cloud/registry.h"
+
+#define FDL_ENROLL_POLICY_DEVICE "device-default"
+#define FDL_ENROLL_POLICY_DENY "deny-all"
+#define FDL_ENROLL_POLICY_CLAIM "claim"
+
+/* Actor names (also their CN, registry id and policy name). */
+#define FDL_ACTOR_INGEST "svc-ingest"
+#define FDL_ACTOR_PROVISIONING "svc-provisioning"
+#define FDL_ACTOR_OPERATOR "svc-operator"
+/* The identity of the shared claim certificate. */
+#define FDL_CLAIM_ID "claim"
+
+/* Topics of the control plane. */
+#define FDL_TOPIC_PENDING "$fleet/registry/pending"
+#define FDL_TOPIC_CONTROL "$CONTROL/fleetdrill/v1"
+#define FDL_TOPIC_CONTROL_RESPONSE "$CONTROL/fleetdrill/v1/response"
+#define FDL_TOPIC_CLAIM_PREFIX "$fleet/provisioning/claim/"   /* + client id + /csr|/accepted|/rejected */
+
+#define FDL_ENROLL_POLICY_CLAIM_TEXT                                   \
+    "# shared claim certificate: its own provisioning topics only\n"   \
+    "allow publish   $fleet/provisioning/claim/${client_id}/csr\n"     \
+    "allow subscribe $fleet/provisioning/claim/${client_id}/+\n"       \
+    "allow receive   $fleet/provisioning/claim/${client_id}/+\n"
+
+#define FDL_ENROLL_POLICY_INGEST_TEXT                      \
+    "# ingest: reads device telemetry, writes nothing\n"   \
+    "allow subscribe telemetry/+\n"                        \
+    "allow receive   telemetry/+\n"
+
+#define FDL_ENROLL_POLICY_PROVISIONING_TEXT                            \
+    "# provisioning: registration requests in, certificates out\n"     \
+    "allow subscribe $fleet/registry/pending\n"                        \
+    "allow receive   $fleet/registry/pending\n"                        \
+    "allow subscribe $fleet/provisioning/claim/+/csr\n"                \
+    "allow receive   $fleet/provisioning/claim/+/csr\n"                \
+    "allow publish   $fleet/provisioning/claim/+/accepted\n"           \
+    "allow publish   $fleet/provisioning/claim/+/rejected\n"
+
+#define FDL_ENROLL_POLICY_OPERATOR_TEXT                        \
+    "# operator: broker control (kick) and device commands\n"  \
+    "allow publish   $CONTROL/fleetdrill/v1\n"                 \
+    "allow subscribe $CONTROL/fleetdrill/v1/response\n"        \
+    "allow receive   $CONTROL/fleetdrill/v1/response\n"        \
+    "allow publish   commands/+\n"
+
+typedef struct fdl_enroll_cas {
+    int64_t issuing;   /* the fleet's issuing intermediate */
+    int64_t factory;   /* the factory intermediate (JITR); 0 if none */
+} fdl_enroll_cas;
+
+/*
+ * Registers <pki_dir>/intermediate.pem (role "issuing") and, if factory_dir is
+ * not NULL, <factory_dir>/intermediate.pem (role "factory"); puts the missing
+ * policies. 0, or -1 with err.
+ */
+int fdl_enroll_bootstrap(fdl_registry *reg, const char *pki_dir, const char *factory_dir, fdl_enroll_cas *cas,
+                         char *err, size_t errcap);
+
+/* Paths of an actor's certificate and key under <pki_dir>/actors. */
+void fdl_enroll_actor_paths(const char *pki_dir, const char *name, char *cert, char *key, size_t cap);
+
+/*
+ * Makes the actor's identity if missing (key file, certificate from pki) and
+ * records it ACTIVE in the registry as a service with policy = name. 0 or -1.
+ */
+int fdl_enroll_actor(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, const char *name, char *err,
+                     size_t errcap);
+
+/* The three actors at once. */
+int fdl_enroll_actors(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap);
+
+/*
+ * Records crt and, if it is PENDING, activates it with policy. *state (may be
+ * NULL) receives the final state (a REVOKED certificate stays revoked).
+ * 0 or -1 with err.
+ */
+int fdl_enroll_cert(fdl_registry *reg, const mbedtls_x509_crt *crt, const char *policy, fdl_reg_cert_state *state,
+                    char *err, size_t errcap);
+
+#endif

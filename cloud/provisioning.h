@@ -1,0 +1,56 @@
+/*
+ * cloud/provisioning.h — the provisioning service: a cloud actor (identity
+ * svc-provisioning, its own certificate and least-privilege policy) that
+ * connects to the broker with libmosquitto and completes just-in-time
+ * registration.
+ *
+ * JITR: the broker plugin records a new factory certificate PENDING and
+ * announces it on $fleet/registry/pending. The service reads the device's
+ * manufacturing record from the registry, asks the registration rules
+ * (cloud/rules.h, Lua), and activates the certificate with the policy the rules
+ * name, or rejects it (REVOKED, with the rules' reason). The device, refused
+ * meanwhile, retries with backoff and is let in once ACTIVE. A rules error
+ * leaves the certificate PENDING (never a silent accept) and is counted.
+ *
+ * The service runs on libmosquitto's own thread (mosquitto_loop_start); its
+ * registry handle and Lua state belong to that thread. Stats are read under a
+ * lock from any thread.
+ */
+#ifndef FDL_PROVISIONING_H
+#define FDL_PROVISIONING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fdl_prov_cfg {
+    const char *host;
+    uint16_t port;
+    const char *cafile;        /* the fleet root: the only anchor for the broker's certificate */
+    const char *certfile;      /* svc-provisioning certificate and key */
+    const char *keyfile;
+    const char *registry_path;
+    const char *rules_path;    /* Lua registration rules */
+    int verbose;               /* log every decision to stderr */
+} fdl_prov_cfg;
+
+typedef struct fdl_prov_stats {
+    uint64_t requests;         /* announcements received */
+    uint64_t activated, rejected;
+    uint64_t rule_errors;      /* rules failed: left PENDING */
+    uint64_t registry_errors;
+    uint64_t decide_p50_us, decide_p99_us; /* announcement (broker clock) to decision committed */
+    char last_error[256];
+} fdl_prov_stats;
+
+typedef struct fdl_prov fdl_prov;
+
+/* Loads the rules, connects, subscribes; returns once the subscription is
+ * acknowledged (or fails within 10 s). 0, or -1 with err. */
+int fdl_prov_start(const fdl_prov_cfg *cfg, fdl_prov **out, char *err, size_t errcap);
+
+void fdl_prov_get_stats(fdl_prov *p, fdl_prov_stats *out);
+
+/* Disconnects, joins the thread and frees; NULL is a no-op. */
+void fdl_prov_stop(fdl_prov *p);
+
+#endif

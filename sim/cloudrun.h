@@ -1,0 +1,47 @@
+/*
+ * sim/cloudrun.h — what `fleetdrill run` and `fleetdrill revoke` do with the
+ * control plane: enrol the fleet in the registry (or prepare it for JITR),
+ * configure the broker with the plugin, and revoke a device.
+ */
+#ifndef FDL_CLOUDRUN_H
+#define FDL_CLOUDRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sim/broker.h"
+#include "sim/context.h"
+
+typedef enum fdl_prov_mode {
+    FDL_PROV_DIRECT = 0, /* certificates from the issuing CA, enrolled ACTIVE at issuance */
+    FDL_PROV_JITR,       /* factory certificates, registered on first connect */
+} fdl_prov_mode;
+
+const char *fdl_prov_mode_name(fdl_prov_mode m);
+int fdl_prov_mode_parse(const char *s, fdl_prov_mode *out);
+
+/* The firmware version factory records carry (allowed by cloud/registration.lua). */
+#define FDL_FACTORY_FIRMWARE "1.2.0"
+
+/*
+ * After identities exist (fdl_ctx_open_cloud done): DIRECT enrols every
+ * certificate the registry does not know yet (ACTIVE, device-default policy);
+ * JITR writes the manufacturing record (sold, firmware) of devices that have
+ * none, in batches, and leaves their certificates unknown. *n_changed (may be
+ * NULL) counts what was written. 0 or -1 with err.
+ */
+int fdl_cloud_prepare_fleet(fdl_ctx *ctx, uint32_t first, uint32_t n, fdl_prov_mode mode, uint32_t *n_changed,
+                            char *err, size_t errcap);
+
+/* Broker options for the fleet: TLS files, the plugin and its registry, the CRL
+ * (published now). Strings live in *bufs (caller storage). 0 or -1 with err. */
+typedef struct fdl_cloud_broker_bufs {
+    char cafile[1200], cert[1200], key[1200], registry[1200], crl[1200];
+    fdl_broker_kv kv[1];
+} fdl_cloud_broker_bufs;
+int fdl_cloud_broker_opts(fdl_ctx *ctx, fdl_broker_opts *bo, fdl_cloud_broker_bufs *bufs, char *err, size_t errcap);
+
+/* `fleetdrill revoke DEVICE [--state DIR] [--json]` */
+int fdl_cmd_revoke(int argc, char **argv);
+
+#endif
