@@ -287,9 +287,10 @@ static int write_tbs(unsigned char **p, const unsigned char *start, const tbs_ar
 /* Bytes of a DER header (tag + length) for content_len bytes of content. */
 static size_t der_header_len(size_t content_len)
 {
-    size_t h = 2;
-    for (size_t l = content_len; l > 0x7f; l >>= 8)
-        h++;
+    size_t h = 2; /* tag, and the length itself or 0x80 | count of length bytes */
+    if (content_len > 0x7f)
+        for (size_t l = content_len; l > 0; l >>= 8)
+            h++;
     return h;
 }
 
@@ -349,7 +350,6 @@ fdl_crl_status fdl_crl_build(const mbedtls_x509_crt *issuer, mbedtls_pk_context 
     }
     if ((st = check_issuer(issuer, issuer_key)) != FDL_CRL_OK)
         goto cleanup;
-    st = FDL_CRL_ERR_ARG;
     if (!time_ok(a.this_update) || !time_ok(a.next_update) || a.next_update <= a.this_update) {
         st = fail(FDL_CRL_ERR_ARG, "thisUpdate %lld, nextUpdate %lld: need 1950 <= this < next <= 9999",
                   (long long)a.this_update, (long long)a.next_update);

@@ -67,8 +67,8 @@
 #define FDL_CRL_ENTRIES_MAX 1000000u
 /* Default nextUpdate - thisUpdate of fdl_crl_publish, in seconds: 30 days.
  * OpenSSL (and so Mosquitto) refuses every client of the issuer once the CRL
- * it loaded has passed nextUpdate, and Mosquitto loads the CRL only at start:
- * the window must outlast a broker run, see docs/crl.md. */
+ * it loaded has passed nextUpdate, and Mosquitto reads the file only at start
+ * (and on SIGHUP): the window must outlast a broker run, see docs/crl.md. */
 #define FDL_CRL_NEXT_UPDATE_S (30u * 86400u)
 /* File name of the published CRL inside a PKI directory (<state>/pki/crl.pem). */
 #define FDL_CRL_PEM "crl.pem"
