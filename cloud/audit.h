@@ -38,7 +38,7 @@
 
 #include "cloud/registry.h"
 
-/* Findings kept in memory by default: about 50 MB in the worst case (a
+/* Findings kept in memory by default: about 60 MB in the worst case (a
  * message of FDL_AUDIT_MESSAGE_MAX bytes each); a fleet with more findings
  * than that needs the counts, not the list. */
 #define FDL_AUDIT_MAX_FINDINGS 100000u
@@ -56,7 +56,7 @@ typedef enum fdl_audit_status {
     FDL_AUDIT_OK = 0,
     FDL_AUDIT_ERR_ARG,   /* NULL reg or out */
     FDL_AUDIT_ERR_NOMEM, /* nothing is leaked; *out is NULL */
-    FDL_AUDIT_ERR_DB,    /* a query failed: sqlite3_errmsg(fdl_registry_db(reg)) says why */
+    FDL_AUDIT_ERR_DB,    /* a query failed (sqlite's message in err) */
 } fdl_audit_status;
 
 /* Static string; never NULL. */
@@ -122,12 +122,15 @@ typedef struct fdl_audit_report {
 } fdl_audit_report;
 
 /*
- * Runs every check on reg (borrowed; the handle must not be inside a
- * transaction) with opts (borrowed; NULL = all defaults). On FDL_AUDIT_OK *out
- * is a new report the caller frees with fdl_audit_report_free; otherwise *out
- * is NULL.
+ * Runs every check on reg (borrowed) with opts (borrowed; NULL = all
+ * defaults). On FDL_AUDIT_OK *out is a new report the caller frees with
+ * fdl_audit_report_free; otherwise *out is NULL and err (may be NULL, errcap
+ * bytes) says why in one line. The checks run in one read transaction that is
+ * ended before returning; if the handle is already inside a transaction they
+ * run in that one instead.
  */
-fdl_audit_status fdl_audit_run(fdl_registry *reg, const fdl_audit_opts *opts, fdl_audit_report **out);
+fdl_audit_status fdl_audit_run(fdl_registry *reg, const fdl_audit_opts *opts, fdl_audit_report **out, char *err,
+                               size_t errcap);
 
 /* Releases a report and its strings; NULL is a no-op. */
 void fdl_audit_report_free(fdl_audit_report *r);
