@@ -64,7 +64,6 @@ int fdl_enroll_bootstrap(fdl_registry *reg, const char *pki_dir, const char *fac
     } k[] = {
         {FDL_ENROLL_POLICY_DEVICE, FDL_POLICY_DEFAULT_DEVICE, 1},
         {FDL_ENROLL_POLICY_DENY, "# deny-all: attached by `fleetdrill revoke`; no statement, default deny\n", 0},
-        {FDL_ENROLL_POLICY_CLAIM, FDL_ENROLL_POLICY_CLAIM_TEXT, 1},
         {FDL_ACTOR_INGEST, FDL_ENROLL_POLICY_INGEST_TEXT, 0},
         {FDL_ACTOR_PROVISIONING, FDL_ENROLL_POLICY_PROVISIONING_TEXT, 0},
         {FDL_ACTOR_OPERATOR, FDL_ENROLL_POLICY_OPERATOR_TEXT, 0},

@@ -7,8 +7,6 @@
  * never overwritten, so `fleetdrill audit` sees what the operator did):
  *   device-default     FDL_POLICY_DEFAULT_DEVICE (per-device template)
  *   deny-all           no statement: what `fleetdrill revoke` attaches
- *   claim              the shared claim certificate: only its own provisioning
- *                      topics, keyed by ${client_id}
  *   svc-ingest, svc-provisioning, svc-operator   one per cloud actor, each
  *                      limited to that actor's topics (FDL_ENROLL_POLICY_*)
  *
@@ -45,6 +43,9 @@
 #define FDL_TOPIC_CONTROL_RESPONSE "$CONTROL/fleetdrill/v1/response"
 #define FDL_TOPIC_CLAIM_PREFIX "$fleet/provisioning/claim/"   /* + client id + /csr|/accepted|/rejected */
 
+/* The policy provisioning by claim will attach to the shared claim certificate
+ * (not put yet: claim provisioning is not built, and an unattached policy keyed
+ * by ${client_id} is exactly what `fleetdrill audit` flags). */
 #define FDL_ENROLL_POLICY_CLAIM_TEXT                                   \
     "# shared claim certificate: its own provisioning topics only\n"   \
     "allow publish   $fleet/provisioning/claim/${client_id}/csr\n"     \

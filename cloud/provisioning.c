@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,8 +17,22 @@
 #include "sim/alloc.h"
 #include "sim/metrics.h"
 
+#define PROV_QUEUE_MAX 65536   /* announcements waiting for a decision; more are dropped (and re-announced
+                                  by the plugin when the device retries) */
+#define PROV_BATCH 1000        /* decisions per registry transaction */
+
+typedef struct prov_item {
+    char fp[80], dev[80], serial[80], source[80];
+    int64_t at_ms;
+} prov_item;
+
 struct fdl_prov {
     fdl_prov_cfg cfg;
+    prov_item *queue;          /* ring, PROV_QUEUE_MAX */
+    size_t qhead, qlen;
+    pthread_t worker;
+    int worker_started, stopping;
+    uint64_t queue_dropped;
     struct mosquitto *mosq;
     fdl_registry *reg;
     fdl_rules *rules;
@@ -58,56 +73,113 @@ static void handle_pending(fdl_prov *p, const uint8_t *payload, size_t len)
 {
     fdl_jv_tok tok[32];
     size_t n = 0;
-    char fp[80] = "", dev[80] = "", serial[80] = "", source[80] = "", at[32] = "";
-    char policy[80], reason[256], err[512];
-    if (fdl_jv_parse(payload, len, NULL, tok, 32, &n, NULL) != FDL_JV_OK || tok[0].type != FDL_JV_OBJECT ||
-        member(payload, tok, n, "fingerprint", fp, sizeof fp) || member(payload, tok, n, "device", dev, sizeof dev)) {
-        pthread_mutex_lock(&p->mu);
-        p->st.requests++;
-        p->st.registry_errors++;
-        snprintf(p->st.last_error, sizeof p->st.last_error, "malformed announcement");
-        pthread_mutex_unlock(&p->mu);
-        return;
+    prov_item it;
+    char at[32] = "";
+    memset(&it, 0, sizeof it);
+    int ok = fdl_jv_parse(payload, len, NULL, tok, 32, &n, NULL) == FDL_JV_OK && tok[0].type == FDL_JV_OBJECT &&
+             !member(payload, tok, n, "fingerprint", it.fp, sizeof it.fp) &&
+             !member(payload, tok, n, "device", it.dev, sizeof it.dev);
+    if (ok) {
+        member(payload, tok, n, "serial", it.serial, sizeof it.serial);
+        member(payload, tok, n, "source", it.source, sizeof it.source);
+        member(payload, tok, n, "at_ms", at, sizeof at);
+        it.at_ms = atoll(at);
     }
-    member(payload, tok, n, "serial", serial, sizeof serial);
-    member(payload, tok, n, "source", source, sizeof source);
-    member(payload, tok, n, "at_ms", at, sizeof at);
-
-    fdl_reg_device d;
-    memset(&d, 0, sizeof d);
-    fdl_reg_status rs = fdl_registry_device_get(p->reg, dev, &d);
-    fdl_rules_device rd = {.id = dev, .serial = serial, .fingerprint = fp, .source = source,
-                           .firmware = d.firmware_version, .sold = d.sold, .recalled = d.recalled,
-                           /* A manufacturing record always names the firmware shipped. */
-                           .known = rs == FDL_REG_OK && (d.firmware_version[0] || d.sold)};
-    int verdict = fdl_rules_decide(p->rules, &rd, policy, sizeof policy, reason, sizeof reason, err, sizeof err);
-    if (verdict == 1)
-        rs = fdl_registry_cert_activate(p->reg, fp, policy, "JITR: accepted by the registration rules");
-    else if (verdict == 0)
-        rs = fdl_registry_cert_reject(p->reg, fp, reason);
-    if (p->cfg.verbose)
-        fprintf(stderr, "fleetdrill: provisioning: %s (serial %s, from %s): %s %s%s\n", dev, serial, source,
-                verdict == 1 ? "activated with" : verdict == 0 ? "rejected:" : "rules failed:",
-                verdict == 1 ? policy : verdict == 0 ? reason : err,
-                verdict >= 0 && rs != FDL_REG_OK ? " (registry write failed)" : "");
-    int64_t at_ms = atoll(at);
     pthread_mutex_lock(&p->mu);
     p->st.requests++;
-    if (verdict < 0) {
-        p->st.rule_errors++;
-        snprintf(p->st.last_error, sizeof p->st.last_error, "%s", err);
-    } else if (rs != FDL_REG_OK && rs != FDL_REG_ERR_TRANSITION) {
+    if (!ok) {
         p->st.registry_errors++;
-        snprintf(p->st.last_error, sizeof p->st.last_error, "%s: %s", dev, fdl_registry_last_error(p->reg));
-    } else if (rs == FDL_REG_OK) {
-        if (verdict == 1)
-            p->st.activated++;
-        else
-            p->st.rejected++;
-        if (at_ms > 0 && wall_ms() >= at_ms)
-            fdl_hist_add(p->decide, (uint64_t)(wall_ms() - at_ms) * 1000u);
+        snprintf(p->st.last_error, sizeof p->st.last_error, "malformed announcement");
+    } else if (p->qlen == PROV_QUEUE_MAX) {
+        p->queue_dropped++;
+    } else {
+        p->queue[(p->qhead + p->qlen) % PROV_QUEUE_MAX] = it;
+        p->qlen++;
+        pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
+}
+
+/* The worker: takes up to PROV_BATCH announcements, asks the rules about each,
+ * and commits all decisions in one registry transaction. */
+static void *worker_main(void *arg)
+{
+    fdl_prov *p = arg;
+    prov_item *batch = fdl_calloc(PROV_BATCH, sizeof *batch);
+    fdl_reg_decision *dec = fdl_calloc(PROV_BATCH, sizeof *dec);
+    char (*pol)[80] = fdl_calloc(PROV_BATCH, sizeof *pol);
+    char (*why)[256] = fdl_calloc(PROV_BATCH, sizeof *why);
+    if (!batch || !dec || !pol || !why)
+        goto out;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stopping && p->qlen == 0)
+            pthread_cond_wait(&p->cv, &p->mu);
+        if (p->stopping && p->qlen == 0) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        size_t n = 0;
+        while (p->qlen && n < PROV_BATCH) {
+            batch[n++] = p->queue[p->qhead];
+            p->qhead = (p->qhead + 1) % PROV_QUEUE_MAX;
+            p->qlen--;
+        }
+        pthread_mutex_unlock(&p->mu);
+
+        size_t nd = 0, n_err = 0;
+        char err[512] = "";
+        for (size_t i = 0; i < n; i++) {
+            fdl_reg_device d;
+            memset(&d, 0, sizeof d);
+            fdl_reg_status rs = fdl_registry_device_get(p->reg, batch[i].dev, &d);
+            fdl_rules_device rd = {.id = batch[i].dev, .serial = batch[i].serial, .fingerprint = batch[i].fp,
+                                   .source = batch[i].source, .firmware = d.firmware_version, .sold = d.sold,
+                                   .recalled = d.recalled,
+                                   /* A manufacturing record always names the firmware shipped. */
+                                   .known = rs == FDL_REG_OK && (d.firmware_version[0] || d.sold)};
+            int v = fdl_rules_decide(p->rules, &rd, pol[nd], sizeof pol[nd], why[nd], sizeof why[nd], err, sizeof err);
+            if (p->cfg.verbose)
+                fprintf(stderr, "fleetdrill: provisioning: %s (serial %s, from %s): %s %s\n", batch[i].dev,
+                        batch[i].serial, batch[i].source,
+                        v == 1 ? "activate with" : v == 0 ? "reject:" : "rules failed:",
+                        v == 1 ? pol[nd] : v == 0 ? why[nd] : err);
+            if (v < 0) {
+                n_err++;
+                continue;
+            }
+            dec[nd] = (fdl_reg_decision){.fingerprint = batch[i].fp, .policy = v == 1 ? pol[nd] : NULL,
+                                         .reason = v == 1 ? "JITR: accepted by the registration rules" : why[nd]};
+            nd++;
+        }
+        size_t done = 0;
+        fdl_reg_status rs = fdl_registry_cert_decide_batch(p->reg, dec, nd, &done);
+        int64_t now = wall_ms();
+        pthread_mutex_lock(&p->mu);
+        p->st.rule_errors += n_err;
+        if (n_err)
+            snprintf(p->st.last_error, sizeof p->st.last_error, "%s", err);
+        if (rs != FDL_REG_OK) {
+            p->st.registry_errors += nd;
+            snprintf(p->st.last_error, sizeof p->st.last_error, "registry: %s", fdl_registry_last_error(p->reg));
+        } else {
+            /* Repeated announcements of an already decided certificate are skipped. */
+            p->st.duplicates += nd - done;
+            for (size_t i = 0; i < nd; i++)
+                if (dec[i].applied)
+                    dec[i].policy ? p->st.activated++ : p->st.rejected++;
+            for (size_t i = 0; i < n; i++)
+                if (batch[i].at_ms > 0 && now >= batch[i].at_ms)
+                    fdl_hist_add(p->decide, (uint64_t)(now - batch[i].at_ms) * 1000u);
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+out:
+    fdl_free(batch);
+    fdl_free(dec);
+    fdl_free(pol);
+    fdl_free(why);
+    return NULL;
 }
 
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
@@ -153,6 +225,11 @@ int fdl_prov_start(const fdl_prov_cfg *cfg, fdl_prov **out, char *err, size_t er
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->decide = fdl_hist_new();
+    p->queue = fdl_calloc(PROV_QUEUE_MAX, sizeof *p->queue);
+    if (!p->queue) {
+        snprintf(err, errcap, "out of memory");
+        goto fail;
+    }
     fdl_registry_opts ro = {.actor = FDL_ACTOR_PROVISIONING};
     if (!p->decide || fdl_registry_open(cfg->registry_path, &ro, &p->reg) != FDL_REG_OK) {
         snprintf(err, errcap, "provisioning: cannot open the registry %s", cfg->registry_path);
@@ -160,6 +237,11 @@ int fdl_prov_start(const fdl_prov_cfg *cfg, fdl_prov **out, char *err, size_t er
     }
     if (fdl_rules_open(cfg->rules_path, &p->rules, err, errcap) != 0)
         goto fail;
+    if (pthread_create(&p->worker, NULL, worker_main, p) != 0) {
+        snprintf(err, errcap, "provisioning: cannot start the worker thread");
+        goto fail;
+    }
+    p->worker_started = 1;
     mosquitto_lib_init();
     p->mosq = mosquitto_new(FDL_ACTOR_PROVISIONING, true, p);
     if (!p->mosq) {
@@ -206,6 +288,7 @@ void fdl_prov_get_stats(fdl_prov *p, fdl_prov_stats *out)
 {
     pthread_mutex_lock(&p->mu);
     *out = p->st;
+    out->queue_dropped = p->queue_dropped;
     out->decide_p50_us = fdl_hist_percentile(p->decide, 50);
     out->decide_p99_us = fdl_hist_percentile(p->decide, 99);
     pthread_mutex_unlock(&p->mu);
@@ -220,6 +303,14 @@ void fdl_prov_stop(fdl_prov *p)
         mosquitto_loop_stop(p->mosq, true);
         mosquitto_destroy(p->mosq);
     }
+    if (p->worker_started) {
+        pthread_mutex_lock(&p->mu);
+        p->stopping = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->worker, NULL);
+    }
+    fdl_free(p->queue);
     fdl_rules_free(p->rules);
     fdl_registry_free(p->reg);
     fdl_hist_free(p->decide);

@@ -12,8 +12,11 @@
  * meanwhile, retries with backoff and is let in once ACTIVE. A rules error
  * leaves the certificate PENDING (never a silent accept) and is counted.
  *
- * The service runs on libmosquitto's own thread (mosquitto_loop_start); its
- * registry handle and Lua state belong to that thread. Stats are read under a
+ * Announcements arrive on libmosquitto's thread (mosquitto_loop_start) and go
+ * to a bounded queue; one worker thread owns the registry handle and the Lua
+ * state, runs the rules on up to 1000 queued announcements and commits their
+ * decisions in one registry transaction (a JITR burst costs one commit per
+ * batch, not one per device). Stats are read under a
  * lock from any thread.
  */
 #ifndef FDL_PROVISIONING_H
@@ -38,6 +41,8 @@ typedef struct fdl_prov_stats {
     uint64_t activated, rejected;
     uint64_t rule_errors;      /* rules failed: left PENDING */
     uint64_t registry_errors;
+    uint64_t duplicates;       /* repeated announcements of a decided certificate */
+    uint64_t queue_dropped;    /* announcements beyond the queue (re-announced on retry) */
     uint64_t decide_p50_us, decide_p99_us; /* announcement (broker clock) to decision committed */
     char last_error[256];
 } fdl_prov_stats;

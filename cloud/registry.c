@@ -1922,3 +1922,51 @@ fdl_reg_status fdl_registry_device_put_batch(fdl_registry *reg, const char *cons
     device_batch_arg b = {ids, attrs, n};
     return run_tx(reg, device_batch_body, &b);
 }
+
+typedef struct decide_arg {
+    fdl_reg_decision *d;
+    size_t n;
+    size_t n_done;
+} decide_arg;
+
+static fdl_reg_status decide_body(fdl_registry *reg, void *arg)
+{
+    decide_arg *a = arg;
+    a->n_done = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        fdl_reg_decision *d = &a->d[i];
+        d->applied = 0;
+        transition_arg t = {.allowed = STATE_BIT(FDL_REG_CERT_PENDING),
+                            .to = d->policy ? FDL_REG_CERT_ACTIVE : FDL_REG_CERT_REVOKED,
+                            .reason = d->reason,
+                            .policy = d->policy};
+        snprintf(t.fp, sizeof t.fp, "%s", d->fingerprint);
+        for (char *c = t.fp; *c; c++)
+            if (*c >= 'A' && *c <= 'F')
+                *c = (char)(*c - 'A' + 'a');
+        fdl_reg_status st = transition_body(reg, &t);
+        /* Already decided (a repeated announcement) or gone: skip it, keep the batch. */
+        if (st == FDL_REG_ERR_TRANSITION || st == FDL_REG_ERR_NOT_FOUND)
+            continue;
+        if (st != FDL_REG_OK)
+            return st;
+        d->applied = 1;
+        a->n_done++;
+    }
+    return FDL_REG_OK;
+}
+
+fdl_reg_status fdl_registry_cert_decide_batch(fdl_registry *reg, fdl_reg_decision *d, size_t n, size_t *n_done)
+{
+    if (!reg || (n && !d) || n > FDL_REG_BATCH_MAX)
+        return FDL_REG_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!d[i].fingerprint || strlen(d[i].fingerprint) != FDL_REG_FP_HEX_LEN ||
+            (d[i].policy && !valid_id(d[i].policy)) || (d[i].reason && !valid_text(d[i].reason, FDL_REG_REASON_MAX)))
+            return FDL_REG_ERR_ARG;
+    decide_arg a = {d, n, 0};
+    fdl_reg_status st = n ? run_tx(reg, decide_body, &a) : FDL_REG_OK;
+    if (n_done)
+        *n_done = st == FDL_REG_OK ? a.n_done : 0;
+    return st;
+}

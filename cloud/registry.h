@@ -207,6 +207,24 @@ fdl_reg_status fdl_registry_cert_record_batch(fdl_registry *reg, const fdl_reg_c
 /* PENDING -> ACTIVE, and sets the device's policy to policy (must exist). */
 fdl_reg_status fdl_registry_cert_activate(fdl_registry *reg, const char *fingerprint, const char *policy,
                                           const char *reason);
+/* One registration decision: policy != NULL activates with that policy,
+ * policy == NULL rejects with reason. Strings borrowed. */
+typedef struct fdl_reg_decision {
+    const char *fingerprint;
+    const char *policy;
+    const char *reason;
+    int applied;             /* output: 1 if this decision changed the certificate */
+} fdl_reg_decision;
+
+/*
+ * Applies n (0..FDL_REG_BATCH_MAX) decisions in ONE transaction (one commit for
+ * a burst of JITR registrations). Certificates no longer PENDING (decided by
+ * an earlier, repeated announcement) or unknown are skipped, not errors;
+ * *n_done (may be NULL) counts the applied ones. Any other failure rolls the
+ * whole batch back.
+ */
+fdl_reg_status fdl_registry_cert_decide_batch(fdl_registry *reg, fdl_reg_decision *d, size_t n, size_t *n_done);
+
 /* PENDING -> REVOKED (the registration handler said no). */
 fdl_reg_status fdl_registry_cert_reject(fdl_registry *reg, const char *fingerprint, const char *reason);
 /* ACTIVE -> REVOKED. */

@@ -352,6 +352,9 @@ static fdl_broker_status write_conf(const fdl_broker_opts *o, const fdl_broker *
     /* Security settings: global when per_listener_settings is false, and
      * belonging to the listener above when it is true. */
     fprintf(f, "\nallow_anonymous false\n");
+    /* Cloud actors (the provisioning service) take bursts of one message per
+     * device; the default queue of 1000 per client would drop most of a JITR storm. */
+    fprintf(f, "max_queued_messages 100000\n");
     if (o->acl_file)
         fprintf(f, "acl_file %s\n", o->acl_file);
     if (o->plugin)

@@ -3,16 +3,19 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cloud/crl.h"
 #include "cloud/enroll.h"
 #include "cloud/json.h"
 #include "cloud/operator.h"
 #include "fdl_buildcfg.h"
 #include "sim/alloc.h"
 #include "sim/cli.h"
+#include "sim/fsutil.h"
 #include "sim/json.h"
 #include "sim/metrics.h"
 #include "sim/progress.h"
@@ -124,6 +127,9 @@ int fdl_cloud_broker_opts(fdl_ctx *ctx, fdl_broker_opts *bo, fdl_cloud_broker_bu
     snprintf(b->key, sizeof b->key, "%s/%s", ctx->st.pki_dir, FDL_PKI_SERVER_KEY_PEM);
     snprintf(b->registry, sizeof b->registry, "%s", ctx->st.registry);
     b->kv[0] = (fdl_broker_kv){.key = "registry", .value = b->registry};
+    if (fdl_cloud_publish_crls(ctx, b->crl, sizeof b->crl, err, errcap) != 0)
+        return -1;
+    bo->crlfile = b->crl;
     bo->dir = ctx->st.broker_dir;
     bo->cafile = b->cafile;
     bo->certfile = b->cert;
@@ -132,6 +138,50 @@ int fdl_cloud_broker_opts(fdl_ctx *ctx, fdl_broker_opts *bo, fdl_cloud_broker_bu
     bo->plugin_opts = b->kv;
     bo->n_plugin_opts = 1;
     return 0;
+}
+
+static int append_file(FILE *out, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, out);
+    fclose(f);
+    return 0;
+}
+
+int fdl_cloud_publish_crls(fdl_ctx *ctx, char *path, size_t cap, char *err, size_t errcap)
+{
+    char a[FDL_PATH_MAX + 32], b[FDL_PATH_MAX + 32];
+    snprintf(a, sizeof a, "%s/%s", ctx->st.pki_dir, FDL_CRL_PEM);
+    snprintf(b, sizeof b, "%s/%s", ctx->factory_dir, FDL_CRL_PEM);
+    fdl_crl_status cs = fdl_crl_publish(ctx->reg, ctx->cas.issuing, ctx->pki, 0, a, NULL);
+    if (cs == FDL_CRL_OK && ctx->factory && ctx->cas.factory)
+        cs = fdl_crl_publish(ctx->reg, ctx->cas.factory, ctx->factory, 0, b, NULL);
+    if (cs != FDL_CRL_OK) {
+        snprintf(err, errcap, "CRL: %s (%s)", fdl_crl_strerror(cs), fdl_crl_last_error());
+        return -1;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m || append_file(m, a) != 0 || (ctx->factory && ctx->cas.factory && append_file(m, b) != 0)) {
+        if (m)
+            fclose(m);
+        free(buf);
+        snprintf(err, errcap, "CRL: cannot read back %s", a);
+        return -1;
+    }
+    fclose(m);
+    snprintf(path, cap, "%s/crl.pem", ctx->st.broker_dir);
+    int r = fdl_write_file_atomic(path, buf, len, 0644);
+    free(buf);
+    if (r != 0)
+        snprintf(err, errcap, "cannot write %s", path);
+    return r;
 }
 
 /* ---- revoke ------------------------------------------------------------------ */
@@ -207,6 +257,8 @@ int fdl_cmd_revoke(int argc, char **argv)
         goto out;
     }
     double t_registry = (double)(fdl_now_ns() - t0) / 1e6;
+    char crl_path[FDL_PATH_MAX + 32], crl_err[512];
+    int crl_ok = fdl_cloud_publish_crls(&ctx, crl_path, sizeof crl_path, crl_err, sizeof crl_err) == 0;
     uint16_t port = live_port(&ctx.st);
     double rtt = 0, t_disconnect = -1;
     char kick_err[512] = "";
@@ -220,6 +272,10 @@ int fdl_cmd_revoke(int argc, char **argv)
     }
     printf("revoked %s: policy %s attached, %zu certificate%s revoked (registry %.1f ms)\n", dev,
            FDL_ENROLL_POLICY_DENY, n_certs, n_certs == 1 ? "" : "s", t_registry);
+    if (crl_ok)
+        printf("  CRL published: %s (read by the broker when it starts)\n", crl_path);
+    else
+        fprintf(stderr, "fleetdrill: warning: %s\n", crl_err);
     if (!port)
         printf("  no run is live (%s): nothing to disconnect; every later connect is refused\n", ctx.st.run_json);
     else if (t_disconnect >= 0)

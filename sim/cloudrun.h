@@ -41,6 +41,15 @@ typedef struct fdl_cloud_broker_bufs {
 } fdl_cloud_broker_bufs;
 int fdl_cloud_broker_opts(fdl_ctx *ctx, fdl_broker_opts *bo, fdl_cloud_broker_bufs *bufs, char *err, size_t errcap);
 
+/*
+ * Publishes the CRL of the issuing CA (<pki>/crl.pem) and, if there is one, of
+ * the factory CA (<pki>/factory/crl.pem), then writes both into
+ * <state>/broker/crl.pem, the broker's crlfile (OpenSSL checks the CRL of the
+ * leaf's issuer, so each CA that issues client certificates needs one).
+ * path receives the broker file. 0 or -1 with err.
+ */
+int fdl_cloud_publish_crls(fdl_ctx *ctx, char *path, size_t cap, char *err, size_t errcap);
+
 /* `fleetdrill revoke DEVICE [--state DIR] [--json]` */
 int fdl_cmd_revoke(int argc, char **argv);
 

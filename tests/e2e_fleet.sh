@@ -2,7 +2,7 @@
 # tests/e2e_fleet.sh — end to end with standard tools against a live `fleetdrill run`:
 #  * every device connects and telemetry is acknowledged;
 #  * an independent mosquitto_sub using a device's key from its token (PKCS#11 URI
-#    through OpenSSL's pkcs11 engine) receives that device's telemetry;
+#    through OpenSSL's pkcs11 engine) receives a command the operator actor sends;
 #  * the broker refuses TLS 1.2 and clients without a certificate;
 #  * pkcs11-tool cannot read the device private key;
 #  * SIGTERM stops the run cleanly and SIGKILL of fleetdrill leaves no broker behind.
@@ -39,14 +39,21 @@ ok "broker up on 127.0.0.1:$PORT"
 CLI=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mosquitto_cli_dir'])" "$S/show.json")
 URI=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['key_uri'])" "$S/show.json")
 PIN=$(cat "$S/devices/dev-000003/pin")
-if (cd "$CLI" && SOFTHSM2_CONF="$S/hsm/softhsm2.conf" OPENSSL_CONF="$S/hsm/openssl-pkcs11.cnf" \
-      timeout 20 mosquitto_sub -h localhost -p "$PORT" --cafile "$S/pki/root.pem" \
-      --cert "$S/devices/dev-000003/cert.pem" --keyform engine --tls-engine pkcs11 \
-      --key "$URI;pin-value=$PIN" -i e2e-probe -t telemetry/dev-000003 -C 1 -W 15) >"$S/sub.out" 2>&1 \
-   && grep -q '"seq":' "$S/sub.out"; then
-  ok "mosquitto_sub with dev-000003's token key received: $(head -c 100 "$S/sub.out")"
+# Under the default device policy the identity may read its own commands topic only;
+# the operator actor (its own certificate) sends it a command.
+(cd "$CLI" && SOFTHSM2_CONF="$S/hsm/softhsm2.conf" OPENSSL_CONF="$S/hsm/openssl-pkcs11.cnf" \
+   timeout 20 mosquitto_sub -h localhost -p "$PORT" --cafile "$S/pki/root.pem" \
+   --cert "$S/devices/dev-000003/cert.pem" --keyform engine --tls-engine pkcs11 \
+   --key "$URI;pin-value=$PIN" -i e2e-probe -t commands/dev-000003 -C 1 -W 15) >"$S/sub.out" 2>&1 &
+sub_pid=$!
+sleep 3
+timeout 10 mosquitto_pub -h localhost -p "$PORT" --cafile "$S/pki/root.pem" --cert "$S/pki/actors/svc-operator.pem" \
+  --key "$S/pki/actors/svc-operator-key.pem" -i e2e-operator -q 1 -t commands/dev-000003 -m '{"cmd":"blink"}' \
+  >"$S/op.out" 2>&1 || true
+if wait "$sub_pid" && grep -q '"cmd":"blink"' "$S/sub.out"; then
+  ok "mosquitto_sub with dev-000003's token key received the operator's command: $(head -c 100 "$S/sub.out")"
 else
-  bad "mosquitto_sub with the device's PKCS#11 key got nothing: $(cat "$S/sub.out")"
+  bad "mosquitto_sub with the device's PKCS#11 key got nothing: $(cat "$S/sub.out") / $(cat "$S/op.out")"
 fi
 
 # Transport: TLS 1.2 and certificate-less clients are refused.

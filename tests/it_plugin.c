@@ -4,6 +4,8 @@
  * The registry holds dev-000001 and dev-000002 ACTIVE (default device policy),
  * dev-000003 PENDING, dev-000004 REVOKED; dev-000005 was never recorded. All five
  * hold valid certificates from the fleet CA, so TLS alone would let them all in.
+ * dev-000009 holds a certificate from a second CA that the broker's TLS layer
+ * trusts (it is in the cafile) but that was never registered.
  * Checked with mosquitto_pub / mosquitto_sub and the broker log:
  *  - only ACTIVE certificates connect; each refusal is logged with a distinct reason;
  *  - a device reaches its own topics and nothing else ('#' and another device's
@@ -75,9 +77,38 @@ static int setup(void **state)
     record(reg, ca, "dev-000004", "revoked");
     fdl_registry_free(reg);
 
-    char bdir[700], chain[700], cert[700], key[700], reg_opt[700];
+    /* A second CA, trusted by TLS, unknown to the registry, and a leaf from it. */
+    char other[700], cmd[4096], chain[700], leaf_dir[1200];
+    snprintf(other, sizeof other, "%s/other-ca", g_dir);
+    fdl_pki_opts po = {.name = "Other"};
+    assert_int_equal(fdl_pki_setup_soft(other, &po), FDL_PKI_OK);
+    fdl_identity_path(&g_ctx.st, "dev-000009", "", leaf_dir, sizeof leaf_dir);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s && openssl ecparam -name prime256v1 -genkey -noout -out %s/key.pem 2>/dev/null && "
+             "chmod 600 %s/key.pem",
+             leaf_dir, leaf_dir, leaf_dir);
+    assert_int_equal(system(cmd), 0);
+    {
+        fdl_pki *op = NULL;
+        mbedtls_pk_context pk;
+        mbedtls_pk_init(&pk);
+        char kp[1300], cp[1300];
+        snprintf(kp, sizeof kp, "%s/key.pem", leaf_dir);
+        snprintf(cp, sizeof cp, "%s/cert.pem", leaf_dir);
+        assert_int_equal(fdl_pki_open_soft(other, &op), FDL_PKI_OK);
+        assert_int_equal(mbedtls_pk_parse_keyfile(&pk, kp, NULL, fdl_pki_random, op), 0);
+        fdl_pki_leaf_req req = {.device_id = "dev-000009", .public_key = &pk};
+        assert_int_equal(fdl_pki_issue_file(op, &req, cp, NULL), FDL_PKI_OK);
+        mbedtls_pk_free(&pk);
+        fdl_pki_free(op);
+    }
+    snprintf(chain, sizeof chain, "%s/cafile.pem", g_dir);
+    snprintf(cmd, sizeof cmd, "cat %s/%s %s/%s > %s", g_ctx.st.pki_dir, FDL_PKI_CHAIN_PEM, other, FDL_PKI_CHAIN_PEM,
+             chain);
+    assert_int_equal(system(cmd), 0);
+
+    char bdir[700], cert[700], key[700], reg_opt[700];
     snprintf(bdir, sizeof bdir, "%s/broker", g_dir);
-    snprintf(chain, sizeof chain, "%s/%s", g_ctx.st.pki_dir, FDL_PKI_CHAIN_PEM);
     snprintf(cert, sizeof cert, "%s/%s", g_ctx.st.pki_dir, FDL_PKI_SERVER_PEM);
     snprintf(key, sizeof key, "%s/%s", g_ctx.st.pki_dir, FDL_PKI_SERVER_KEY_PEM);
     snprintf(reg_opt, sizeof reg_opt, "%s", g_reg);
@@ -157,6 +188,8 @@ static void only_active_certificates_connect(void **state)
     assert_true(log_has("client id r4): certificate revoked"));
     assert_int_not_equal(client("mosquitto_pub", "dev-000005", "-i u5 -t telemetry/dev-000005 -m x", out, sizeof out), 0);
     assert_true(log_has("client id u5): certificate not in the registry"));
+    assert_int_not_equal(client("mosquitto_pub", "dev-000009", "-i o9 -t telemetry/dev-000009 -m x", out, sizeof out), 0);
+    assert_true(log_has("client id o9): issuer CA not registered"));
 }
 
 static void devices_reach_only_their_own_topics(void **state)

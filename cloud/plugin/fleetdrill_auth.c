@@ -258,7 +258,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetdrill: registration: %s serial %s (%s CA) from %s: %s",
                              c.identity[0] ? c.identity : "?", c.serial[0] ? c.serial : "?",
                              c.issuer_role[0] ? c.issuer_role : "known", addr, fdl_authz_reason_str(r));
-        if (r == FDL_AUTHZ_JITR_RECORDED)
+        /* Announced at first sight and again on every retry while PENDING: the
+         * service's decision is idempotent, and a lost announcement (a full
+         * queue, a service restart) cannot strand a device. */
+        if (r == FDL_AUTHZ_JITR_RECORDED || r == FDL_AUTHZ_PENDING)
             announce_pending(&c, addr);
     }
     if (r != FDL_AUTHZ_ALLOW) {
