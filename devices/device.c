@@ -130,7 +130,10 @@ static void fail(fdl_device *d, fdl_device_fail why, const char *detail)
         d->env->hooks->offline(d, why, d->env->hooks_ud);
     else
         d->env->hooks->attempt_done(d, false, why, d->env->hooks_ud);
-    if (why == FDL_FAIL_MQTT_REFUSED) {
+    /* A refusal is the cloud saying no to this identity: CONNACK "not authorized"
+     * (registry, policy) or a fatal alert during the handshake (the broker's TLS
+     * layer refused our certificate, e.g. it is on the CRL). */
+    if (why == FDL_FAIL_MQTT_REFUSED || why == FDL_FAIL_TLS_ALERT) {
         uint32_t limit = d->n_online ? d->env->params.revoked_after_refusals : d->env->params.revoked_after_refusals_new;
         if (!limit)
             limit = d->n_online ? 3 : 10;
