@@ -6,8 +6,8 @@
 #    nothing, its own telemetry topic works;
 #  * `fleetdrill revoke A` drops A within 1 s, A's identity is refused after, the
 #    other devices keep publishing; A's firmware ends in its revoked state;
-#  * `fleetdrill audit` is clean, then flags a device policy widened to telemetry/#
-#    as high severity (exit 4).
+#  * `fleetdrill audit` flags the certificates this test used from a second client
+#    (cert-shared), then a device policy widened to telemetry/# as high severity.
 set -euo pipefail
 FDL=${1:?usage: e2e_control.sh path/to/fleetdrill}
 S=$(mktemp -d /tmp/fdl-e2e-ctl-XXXXXX)
@@ -100,9 +100,15 @@ rc=0; wait "$run_pid" || rc=$?
 REV=$(json "$S/summary.json" "['result']['revoked_at_end']")
 [ "$REV" = 1 ] && ok "$A's firmware ended in its revoked state (LED on)" || bad "revoked_at_end = $REV"
 
-# Audit: clean fleet, then a device policy widened to a wildcard.
-if "$FDL" audit --state "$S" >"$S/audit1.out" 2>&1; then ok "audit of the fleet: no high finding"
-else bad "audit of a clean fleet exited non-zero: $(head -5 "$S/audit1.out")"; fi
+# Audit. This test itself used dev-000001's and dev-000002's identities from second
+# clients while the fleet's devices were connected: the audit must say so (cert-shared),
+# and no policy may be flagged yet.
+rc=0; "$FDL" audit --state "$S" --json "$S/audit1.json" >"$S/audit1.out" 2>&1 || rc=$?
+SHARED=$(python3 -c "import json,sys; f=json.load(open(sys.argv[1]))['findings']; print(sorted(set(x['message'].split('device ')[1].split(',')[0] for x in f if x['check']=='cert-shared')))" "$S/audit1.json")
+POL=$(python3 -c "import json,sys; f=json.load(open(sys.argv[1]))['findings']; print(len([x for x in f if x['check']=='policy-wildcard' and x['severity'] in ('high','critical')]))" "$S/audit1.json")
+[ "$rc" = 4 ] && [[ "$SHARED" == *dev-000002* ]] && [ "$POL" = 0 ] \
+  && ok "audit: certificates used from two clients at once flagged ($SHARED), no policy finding" \
+  || bad "audit before the edit: exit $rc, shared $SHARED, policy findings $POL: $(head -5 "$S/audit1.out")"
 sqlite3 "$S/registry.db" "UPDATE policies SET text = text || 'allow subscribe telemetry/#' || char(10) WHERE name = 'device-default'"
 rc=0; "$FDL" audit --state "$S" --json "$S/audit.json" >"$S/audit2.out" 2>&1 || rc=$?
 SEV=$(python3 -c "import json,sys; f=json.load(open(sys.argv[1]))['findings']; print([x['severity'] for x in f if x['check']=='policy-wildcard' and x['object']=='device-default'])" "$S/audit.json")
