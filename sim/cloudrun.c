@@ -140,19 +140,6 @@ int fdl_cloud_broker_opts(fdl_ctx *ctx, fdl_broker_opts *bo, fdl_cloud_broker_bu
     return 0;
 }
 
-static int append_file(FILE *out, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, out);
-    fclose(f);
-    return 0;
-}
-
 int fdl_cloud_publish_crls(fdl_ctx *ctx, char *path, size_t cap, char *err, size_t errcap)
 {
     char a[FDL_PATH_MAX + 32], b[FDL_PATH_MAX + 32];
@@ -165,23 +152,13 @@ int fdl_cloud_publish_crls(fdl_ctx *ctx, char *path, size_t cap, char *err, size
         snprintf(err, errcap, "CRL: %s (%s)", fdl_crl_strerror(cs), fdl_crl_last_error());
         return -1;
     }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    if (!m || append_file(m, a) != 0 || (ctx->factory && ctx->cas.factory && append_file(m, b) != 0)) {
-        if (m)
-            fclose(m);
-        free(buf);
-        snprintf(err, errcap, "CRL: cannot read back %s", a);
+    snprintf(path, cap, "%s/crl.pem", ctx->st.broker_dir);
+    const char *const srcs[2] = {a, b};
+    if (fdl_concat_files_atomic(path, srcs, ctx->factory && ctx->cas.factory ? 2 : 1, 0644) != 0) {
+        snprintf(err, errcap, "cannot write %s from %s", path, a);
         return -1;
     }
-    fclose(m);
-    snprintf(path, cap, "%s/crl.pem", ctx->st.broker_dir);
-    int r = fdl_write_file_atomic(path, buf, len, 0644);
-    free(buf);
-    if (r != 0)
-        snprintf(err, errcap, "cannot write %s", path);
-    return r;
+    return 0;
 }
 
 /* ---- revoke ------------------------------------------------------------------ */

@@ -167,33 +167,10 @@ int fdl_ctx_write_broker_cafile(const fdl_ctx *c, char *path, size_t cap)
     char a[FDL_PATH_MAX + 32], b[FDL_PATH_MAX + 64];
     snprintf(path, cap, "%s/cafile.pem", c->st.broker_dir);
     snprintf(a, sizeof a, "%s/%s", c->st.pki_dir, FDL_PKI_CHAIN_PEM);
-    snprintf(b, sizeof b, "%s/%s/%s", c->st.pki_dir, FDL_PKI_FACTORY_DIR, FDL_PKI_CHAIN_PEM);
-    const char *files[2] = {a, b};
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    if (!m)
-        return -1;
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "r");
-        if (!f) {
-            if (i == 0) {
-                fclose(m);
-                free(buf);
-                return -1;
-            }
-            continue;
-        }
-        char chunk[4096];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-            fwrite(chunk, 1, n, m);
-        fclose(f);
-    }
-    fclose(m);
-    int r = fdl_write_file_atomic(path, buf, len, 0644);
-    free(buf);
-    return r;
+    snprintf(b, sizeof b, "%s/%s", c->factory_dir, FDL_PKI_CHAIN_PEM);
+    /* fdl_ctx_open_cloud opens the factory CA whenever its directory holds one. */
+    const char *const srcs[2] = {a, b};
+    return fdl_concat_files_atomic(path, srcs, c->factory ? 2 : 1, 0644) == 0 ? 0 : -1;
 }
 
 void fdl_ctx_close(fdl_ctx *c)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,4 +113,68 @@ int fdl_write_file_atomic(const char *path, const void *data, size_t len, mode_t
 {
     struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
     return fdl_write_file_atomicv(path, &iov, 1, mode);
+}
+
+/* Reads a whole regular file of at most FDL_CONCAT_FILE_MAX bytes. 0 or -errno. */
+static int read_whole(const char *path, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    char *buf = NULL;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        rc = -errno;
+        goto cleanup;
+    }
+    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > FDL_CONCAT_FILE_MAX) {
+        rc = S_ISREG(sb.st_mode) ? -EFBIG : -EINVAL;
+        goto cleanup;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (!buf) {
+        rc = -ENOMEM;
+        goto cleanup;
+    }
+    size_t got = 0;
+    while (got < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : -EIO;   /* shrank under us */
+            goto cleanup;
+        }
+        got += (size_t)r;
+    }
+    *out = buf;
+    *len = got;
+    buf = NULL;
+cleanup:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int fdl_concat_files_atomic(const char *path, const char *const *srcs, size_t n, mode_t mode)
+{
+    struct iovec iov[8] = {{0}};
+    size_t have = 0;
+    int rc = 0;
+    if (!path || (n && !srcs) || n > sizeof iov / sizeof iov[0])
+        return -EINVAL;
+    for (; have < n; have++) {
+        char *buf = NULL;
+        size_t len = 0;
+        rc = srcs[have] ? read_whole(srcs[have], &buf, &len) : -EINVAL;
+        if (rc != 0)
+            goto cleanup;
+        iov[have] = (struct iovec){.iov_base = buf, .iov_len = len};
+    }
+    rc = fdl_write_file_atomicv(path, iov, (int)n, mode);
+cleanup:
+    for (size_t i = 0; i < have; i++)
+        free(iov[i].iov_base);
+    return rc;
 }

@@ -25,4 +25,15 @@ int fdl_write_file_atomicv(const char *path, const struct iovec *iov, int iovcnt
 /* fdl_write_file_atomicv with one buffer. */
 int fdl_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Largest source file fdl_concat_files_atomic reads, in bytes: PEM bundles and
+ * CRLs (a million revoked serials is about 40 MiB), never unbounded. */
+#define FDL_CONCAT_FILE_MAX (64u * 1024u * 1024u)
+
+/*
+ * Replaces path (atomically, as fdl_write_file_atomicv) with srcs[0..n) joined
+ * in order; n <= 8. Every source must exist and be a regular file of at most
+ * FDL_CONCAT_FILE_MAX bytes, else nothing is written. 0 or -errno.
+ */
+int fdl_concat_files_atomic(const char *path, const char *const *srcs, size_t n, mode_t mode);
+
 #endif

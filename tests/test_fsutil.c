@@ -98,12 +98,46 @@ static void failed_write_leaves_old_file_and_no_temp(void **state)
     assert_int_equal(fdl_write_file_atomic(NULL, "x", 1, 0600), -EINVAL);
 }
 
+static void concat_joins_in_order_or_writes_nothing(void **state)
+{
+    (void)state;
+    char d[700], a[720], b[720], out[720], buf[64];
+    snprintf(d, sizeof d, "%s/cat", g_dir);
+    assert_int_equal(fdl_mkdir_p(d, 0700), 0);
+    snprintf(a, sizeof a, "%s/a.pem", d);
+    snprintf(b, sizeof b, "%s/b.pem", d);
+    snprintf(out, sizeof out, "%s/out.pem", d);
+    assert_int_equal(fdl_write_file_atomic(a, "AAA\n", 4, 0644), 0);
+    assert_int_equal(fdl_write_file_atomic(b, "BB\n", 3, 0644), 0);
+    const char *const both[2] = {a, b};
+    assert_int_equal(fdl_concat_files_atomic(out, both, 2, 0644), 0);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_int_equal(n, 7);
+    assert_memory_equal(buf, "AAA\nBB\n", 7);
+    /* A missing or non-regular source: the old output stays as it was. */
+    char missing[740];
+    snprintf(missing, sizeof missing, "%s/nope.pem", d);
+    const char *const bad[2] = {a, missing};
+    assert_int_equal(fdl_concat_files_atomic(out, bad, 2, 0644), -ENOENT);
+    const char *const dir[1] = {d};
+    assert_int_equal(fdl_concat_files_atomic(out, dir, 1, 0644), -EINVAL);
+    f = fopen(out, "r");
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_int_equal(n, 7);
+    assert_int_equal(count_entries(d), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mkdir_p_creates_and_is_idempotent),
         cmocka_unit_test(atomic_write_replaces_whole_file),
         cmocka_unit_test(failed_write_leaves_old_file_and_no_temp),
+        cmocka_unit_test(concat_joins_in_order_or_writes_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
