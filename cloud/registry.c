@@ -787,6 +787,27 @@ static fdl_reg_status device_write(fdl_registry *reg, const char *id, const fdl_
     return event_add(reg, at, "device", id, a, b, reason);
 }
 
+/* Attaches policy ("" = none: the built-in default) to device id, with its event;
+ * a named policy must exist (FDL_REG_ERR_NOT_FOUND, nothing written). Inside a
+ * transaction. */
+static fdl_reg_status attach_policy(fdl_registry *reg, const char *id, const char *policy, int64_t at,
+                                    const char *reason)
+{
+    fdl_reg_device old, nw;
+    if (policy[0]) {
+        char text[2];
+        fdl_reg_status st = fdl_registry_policy_get(reg, policy, text, sizeof text, NULL);
+        if (st != FDL_REG_OK && st != FDL_REG_ERR_SMALL)
+            return st;
+    }
+    fdl_reg_status st = device_read(reg, id, &old);
+    if (st != FDL_REG_OK)
+        return st;
+    nw = old;
+    snprintf(nw.policy, sizeof nw.policy, "%s", policy);
+    return device_write(reg, id, &old, &nw, at, reason);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Certificates.                                                                              */
 
@@ -1097,18 +1118,8 @@ static fdl_reg_status transition_body(fdl_registry *reg, void *arg)
         return FDL_REG_ERR_TRANSITION;
     }
     if (a->policy) {
-        char text[2];
-        fdl_reg_device old, nw;
-        /* Policy existence first, so a typo leaves the certificate PENDING. */
-        st = fdl_registry_policy_get(reg, a->policy, text, sizeof text, NULL);
-        if (st != FDL_REG_OK && st != FDL_REG_ERR_SMALL)
-            return st;
-        st = device_read(reg, row.device_id, &old);
-        if (st != FDL_REG_OK)
-            return st;
-        nw = old;
-        snprintf(nw.policy, sizeof nw.policy, "%s", a->policy);
-        st = device_write(reg, row.device_id, &old, &nw, at, "policy on activation");
+        /* Policy first, so a typo leaves the certificate PENDING. */
+        st = attach_policy(reg, row.device_id, a->policy, at, "policy on activation");
         if (st != FDL_REG_OK)
             return st;
     }
@@ -1142,7 +1153,7 @@ static fdl_reg_status transition(fdl_registry *reg, const char *fingerprint, uns
 fdl_reg_status fdl_registry_cert_activate(fdl_registry *reg, const char *fingerprint, const char *policy,
                                           const char *reason)
 {
-    if (!policy)
+    if (!policy || !valid_id(policy))   /* activation always names a registered policy */
         return FDL_REG_ERR_ARG;
     return transition(reg, fingerprint, STATE_BIT(FDL_REG_CERT_PENDING), FDL_REG_CERT_ACTIVE, reason, policy);
 }
@@ -1687,19 +1698,7 @@ typedef struct set_policy_arg {
 static fdl_reg_status set_policy_body(fdl_registry *reg, void *arg)
 {
     set_policy_arg *a = arg;
-    fdl_reg_device old, nw;
-    if (a->policy[0]) {
-        char text[2];
-        fdl_reg_status st = fdl_registry_policy_get(reg, a->policy, text, sizeof text, NULL);
-        if (st != FDL_REG_OK && st != FDL_REG_ERR_SMALL)
-            return st;
-    }
-    fdl_reg_status st = device_read(reg, a->id, &old);
-    if (st != FDL_REG_OK)
-        return st;
-    nw = old;
-    snprintf(nw.policy, sizeof nw.policy, "%s", a->policy);
-    return device_write(reg, a->id, &old, &nw, now_ms(), a->reason ? a->reason : "policy attached");
+    return attach_policy(reg, a->id, a->policy, now_ms(), a->reason ? a->reason : "policy attached");
 }
 
 fdl_reg_status fdl_registry_device_set_policy(fdl_registry *reg, const char *device_id, const char *policy,
