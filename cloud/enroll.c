@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mosquitto.h>
+
 #include <mbedtls/ecp.h>
 #include <mbedtls/pk.h>
 
@@ -162,4 +164,27 @@ int fdl_enroll_actors(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char
         if (fdl_enroll_actor(reg, pki, pki_dir, names[i], err, errcap) != 0)
             return -1;
     return 0;
+}
+
+struct mosquitto *fdl_enroll_actor_client(const char *what, const char *client_id, void *ud, const char *host,
+                                          uint16_t port, const char *cafile, const char *certfile,
+                                          const char *keyfile, char *err, size_t errcap)
+{
+    mosquitto_lib_init();
+    struct mosquitto *m = mosquitto_new(client_id, true, ud);
+    if (!m) {
+        snprintf(err, errcap, "%s: mosquitto_new failed", what);
+        return NULL;
+    }
+    int rc = mosquitto_tls_set(m, cafile, NULL, certfile, keyfile, NULL);
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_tls_opts_set(m, 1, "tlsv1.3", NULL);
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_connect(m, host, port, 30);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        snprintf(err, errcap, "%s: connect to %s:%u: %s", what, host, port, mosquitto_strerror(rc));
+        mosquitto_destroy(m);
+        return NULL;
+    }
+    return m;
 }

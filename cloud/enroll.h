@@ -96,6 +96,19 @@ void fdl_enroll_actor_paths(const char *pki_dir, const char *name, char *cert, c
 int fdl_enroll_actor(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, const char *name, char *err,
                      size_t errcap);
 
+struct mosquitto;
+
+/*
+ * A libmosquitto client for a cloud actor: TLS 1.3, the broker verified against
+ * cafile, the actor's certificate and key; the CONNECT is sent (the CONNACK comes
+ * through the caller's loop, so set callbacks before looping). ud becomes the
+ * callbacks' user data. The client or NULL with err ("<what>: ..."); free with
+ * mosquitto_destroy.
+ */
+struct mosquitto *fdl_enroll_actor_client(const char *what, const char *client_id, void *ud, const char *host,
+                                          uint16_t port, const char *cafile, const char *certfile,
+                                          const char *keyfile, char *err, size_t errcap);
+
 /* The three actors at once. */
 int fdl_enroll_actors(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap);
 

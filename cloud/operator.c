@@ -75,26 +75,15 @@ int fdl_operator_kick(const fdl_operator_cfg *cfg, const char *device_id, double
     snprintf(s.expect, sizeof s.expect, "kicked %s %s", device_id, req);
     snprintf(payload, sizeof payload, "kick %s %s", device_id, req);
     int ret = -1;
-    mosquitto_lib_init();
     char cid[64];
     snprintf(cid, sizeof cid, "%s-%s", FDL_ACTOR_OPERATOR, req);
-    struct mosquitto *m = mosquitto_new(cid, true, &s);
-    if (!m) {
-        snprintf(err, errcap, "mosquitto_new failed");
+    struct mosquitto *m = fdl_enroll_actor_client("operator", cid, &s, cfg->host, cfg->port, cfg->cafile,
+                                                  cfg->certfile, cfg->keyfile, err, errcap);
+    if (!m)
         return -1;
-    }
     mosquitto_connect_callback_set(m, on_connect);
     mosquitto_subscribe_callback_set(m, on_subscribe);
     mosquitto_message_callback_set(m, on_message);
-    int rc = mosquitto_tls_set(m, cfg->cafile, NULL, cfg->certfile, cfg->keyfile, NULL);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_tls_opts_set(m, 1, "tlsv1.3", NULL);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_connect(m, cfg->host, cfg->port, 30);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        snprintf(err, errcap, "operator: connect to %s:%u: %s", cfg->host, cfg->port, mosquitto_strerror(rc));
-        goto cleanup;
-    }
     if (wait_for(m, &s.connected, deadline) != 0 || s.connected < 0) {
         snprintf(err, errcap, "operator: not connected: %s",
                  s.connected < 0 ? mosquitto_connack_string(s.connack) : "timeout");
@@ -105,7 +94,7 @@ int fdl_operator_kick(const fdl_operator_cfg *cfg, const char *device_id, double
         goto cleanup;
     }
     double t0 = now_ms();
-    rc = mosquitto_publish(m, NULL, FDL_TOPIC_CONTROL, (int)strlen(payload), payload, 1, false);
+    int rc = mosquitto_publish(m, NULL, FDL_TOPIC_CONTROL, (int)strlen(payload), payload, 1, false);
     if (rc != MOSQ_ERR_SUCCESS || wait_for(m, &s.answered, deadline) != 0) {
         snprintf(err, errcap, "operator: no answer from the broker plugin on %s", FDL_TOPIC_CONTROL_RESPONSE);
         goto cleanup;

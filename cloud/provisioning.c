@@ -242,24 +242,16 @@ int fdl_prov_start(const fdl_prov_cfg *cfg, fdl_prov **out, char *err, size_t er
         goto fail;
     }
     p->worker_started = 1;
-    mosquitto_lib_init();
-    p->mosq = mosquitto_new(FDL_ACTOR_PROVISIONING, true, p);
-    if (!p->mosq) {
-        snprintf(err, errcap, "provisioning: mosquitto_new failed");
+    p->mosq = fdl_enroll_actor_client("provisioning", FDL_ACTOR_PROVISIONING, p, cfg->host, cfg->port, cfg->cafile,
+                                      cfg->certfile, cfg->keyfile, err, errcap);
+    if (!p->mosq)
         goto fail;
-    }
     mosquitto_connect_callback_set(p->mosq, on_connect);
     mosquitto_subscribe_callback_set(p->mosq, on_subscribe);
     mosquitto_message_callback_set(p->mosq, on_message);
-    int rc = mosquitto_tls_set(p->mosq, cfg->cafile, NULL, cfg->certfile, cfg->keyfile, NULL);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_tls_opts_set(p->mosq, 1, "tlsv1.3", NULL);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_connect(p->mosq, cfg->host, cfg->port, 30);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_loop_start(p->mosq);
+    int rc = mosquitto_loop_start(p->mosq);
     if (rc != MOSQ_ERR_SUCCESS) {
-        snprintf(err, errcap, "provisioning: connect to %s:%u: %s", cfg->host, cfg->port, mosquitto_strerror(rc));
+        snprintf(err, errcap, "provisioning: %s", mosquitto_strerror(rc));
         goto fail;
     }
     struct timespec dl;
