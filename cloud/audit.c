@@ -1,6 +1,8 @@
 /* cloud/audit.c — read-only configuration audit of the fleet registry (see audit.h and docs/audit.md). */
 #include "cloud/audit.h"
 
+#include "cloud/authz.h"
+
 #include "cloud/policy.h"
 #include "sim/alloc.h"
 
@@ -826,7 +828,12 @@ static fdl_audit_status share_flush(audit *a, const share *g)
     snprintf(hours, sizeof hours, "%lld h", (long long)(a->shared_window_s / 3600));
     const char *more_c = g->ncid >= SET_MAX ? "+" : "", *more_a = g->naddr >= SET_MAX ? "+" : "";
     fdl_audit_severity sev;
-    if (g->concurrent || many_clients) {
+    if (!strcmp(g->device, FDL_AUTHZ_CLAIM_IDENTITY)) {
+        /* The claim credential is shared by design; its policy (its own claim exchange)
+         * and the plugin's client id check are what bound it. Shown for the record. */
+        sev = FDL_AUDIT_INFO;
+        line_add(&l, "the shared claim certificate (by design: provisioning by claim), ");
+    } else if (g->concurrent || many_clients) {
         /* Fleet firmware connects with its device id as the client id, one connection at a
          * time: two client ids, or two connections at once, means a copy of the key. */
         sev = FDL_AUDIT_HIGH;

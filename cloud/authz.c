@@ -56,6 +56,7 @@ static const char *const reason_str[] = {
     [FDL_AUTHZ_JITR_RECORDED] = "certificate pending registration (first connect: recorded, registration requested)",
     [FDL_AUTHZ_RATE_LIMITED] = "registration rate limit for this source",
     [FDL_AUTHZ_BAD_CERT] = "certificate unusable (no parse, or no device id)",
+    [FDL_AUTHZ_CLAIM_ID_TAKEN] = "claim certificate used with the client id of a provisioned device or a service",
 };
 
 const char *fdl_authz_reason_str(fdl_authz_reason r)
@@ -269,6 +270,39 @@ done:
         a->stats.connects_allowed++;
     else
         a->stats.connects_denied++;
+    return r;
+}
+
+static int any_active(void *ctx, const char *fp, const fdl_reg_cert_info *info)
+{
+    (void)fp;
+    int *active = ctx;
+    *active |= info->state == FDL_REG_CERT_ACTIVE;
+    return *active;
+}
+
+fdl_authz_reason fdl_authz_claim_check(fdl_authz *a, const char *client_id)
+{
+    const char *why = NULL;
+    fdl_authz_reason r = FDL_AUTHZ_UNSAFE_ID;
+    fdl_reg_device dev;
+    int active = 0;
+    if (!client_id || fdl_policy_value_check(client_id, strlen(client_id), &why) != FDL_POLICY_OK)
+        goto done;
+    fdl_reg_status st = fdl_registry_device_get(a->reg, client_id, &dev);
+    r = FDL_AUTHZ_REGISTRY_ERROR;
+    if (st == FDL_REG_ERR_NOT_FOUND) {
+        r = FDL_AUTHZ_ALLOW;
+        goto done;
+    }
+    if (st != FDL_REG_OK || fdl_registry_device_certs(a->reg, client_id, any_active, &active) != FDL_REG_OK)
+        goto done;
+    r = dev.service || active ? FDL_AUTHZ_CLAIM_ID_TAKEN : FDL_AUTHZ_ALLOW;
+done:
+    if (r != FDL_AUTHZ_ALLOW) {
+        a->stats.connects_denied++;
+        a->stats.connects_allowed--;   /* the certificate itself was allowed a moment ago */
+    }
     return r;
 }
 

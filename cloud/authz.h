@@ -36,6 +36,8 @@ typedef enum fdl_authz_reason {
                                   registration requested (the caller notifies the service) */
     FDL_AUTHZ_RATE_LIMITED,    /* registration window: this source is over its rate */
     FDL_AUTHZ_BAD_CERT,        /* the certificate cannot be parsed or has no usable CN */
+    FDL_AUTHZ_CLAIM_ID_TAKEN,  /* claim credential with a client id that names a provisioned
+                                  device or a service (a session takeover attempt) */
 } fdl_authz_reason;
 
 /* Static text; never NULL. */
@@ -86,6 +88,21 @@ void fdl_authz_free(fdl_authz *a);
  * Decides a CONNECT from the certificate's DER bytes (borrowed). On
  * FDL_AUTHZ_ALLOW the device id is written to identity (cap >= 65).
  */
+/* The identity of the shared claim certificate (cloud/enroll.h FDL_CLAIM_ID). */
+#define FDL_AUTHZ_CLAIM_IDENTITY "claim"
+
+/*
+ * The claim credential is shared by every unprovisioned device and its client id
+ * is chosen by the client: MQTT lets a new connection with a client id take over
+ * the session of the one holding it, so a claim connection must not borrow the
+ * id of a device that already has its identity. FDL_AUTHZ_ALLOW if client_id is
+ * a safe id that is not a service and has no ACTIVE certificate;
+ * FDL_AUTHZ_CLAIM_ID_TAKEN or FDL_AUTHZ_UNSAFE_ID otherwise (counted as a denied
+ * connect: call it only after fdl_authz_connect_ex allowed the certificate),
+ * FDL_AUTHZ_REGISTRY_ERROR if the registry cannot answer.
+ */
+fdl_authz_reason fdl_authz_claim_check(fdl_authz *a, const char *client_id);
+
 fdl_authz_reason fdl_authz_connect(fdl_authz *a, const uint8_t *der, size_t len, char *identity, size_t cap);
 
 /*

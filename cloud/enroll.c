@@ -157,6 +157,13 @@ cleanup:
     return rc;
 }
 
+int fdl_enroll_claim(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap)
+{
+    if (put_policy_if_missing(reg, FDL_ENROLL_POLICY_CLAIM, FDL_ENROLL_POLICY_CLAIM_TEXT, 0, err, errcap) != 0)
+        return -1;
+    return fdl_enroll_actor(reg, pki, pki_dir, FDL_CLAIM_ID, err, errcap);
+}
+
 int fdl_enroll_actors(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap)
 {
     static const char *const names[] = {FDL_ACTOR_INGEST, FDL_ACTOR_PROVISIONING, FDL_ACTOR_OPERATOR};

@@ -9,6 +9,8 @@
  *   deny-all           no statement: what `fleetdrill revoke` attaches
  *   svc-ingest, svc-provisioning, svc-operator   one per cloud actor, each
  *                      limited to that actor's topics (FDL_ENROLL_POLICY_*)
+ * (The claim policy is put by fdl_enroll_claim, only when claims are used: a
+ * ${client_id} policy attached to nobody is what `fleetdrill audit` flags high.)
  *
  * Cloud actors are registry devices of kind "service" with a certificate from the
  * issuing CA (CN = the actor name) and a software key in
@@ -41,16 +43,28 @@
 #define FDL_TOPIC_PENDING "$fleet/registry/pending"
 #define FDL_TOPIC_CONTROL "$CONTROL/fleetdrill/v1"
 #define FDL_TOPIC_CONTROL_RESPONSE "$CONTROL/fleetdrill/v1/response"
-#define FDL_TOPIC_CLAIM_PREFIX "$fleet/provisioning/claim/"   /* + client id + /csr|/accepted|/rejected */
+/* Provisioning by claim: $fleet/claim/<client id>/csr (device -> service) and
+ * .../accepted, .../rejected (service -> device). Not under
+ * $fleet/provisioning/${thing}/, which device-default grants to each identity:
+ * a device named "claim" would otherwise reach every claim exchange. */
+#define FDL_TOPIC_CLAIM_PREFIX "$fleet/claim/"
+#define FDL_TOPIC_CLAIM_CSR "csr"
+#define FDL_TOPIC_CLAIM_ACCEPTED "accepted"
+#define FDL_TOPIC_CLAIM_REJECTED "rejected"
 
-/* The policy provisioning by claim will attach to the shared claim certificate
- * (not put yet: claim provisioning is not built, and an unattached policy keyed
- * by ${client_id} is exactly what `fleetdrill audit` flags). */
+/* The policy of the shared claim certificate: its own claim exchange only. It
+ * is keyed by the client-chosen ${client_id} (the claim certificate is the same
+ * for every device, so there is no ${thing} to key on): any holder of the claim
+ * credential may ask for any client id. The provisioning service is what stands
+ * between that and a takeover: the CSR's subject must be the client id, the
+ * registration rules must accept the device, and a device that already has an
+ * ACTIVE certificate is refused (docs/provisioning.md). */
 #define FDL_ENROLL_POLICY_CLAIM_TEXT                                   \
-    "# shared claim certificate: its own provisioning topics only\n"   \
-    "allow publish   $fleet/provisioning/claim/${client_id}/csr\n"     \
-    "allow subscribe $fleet/provisioning/claim/${client_id}/+\n"       \
-    "allow receive   $fleet/provisioning/claim/${client_id}/+\n"
+    "# shared claim certificate: its own claim exchange only\n"        \
+    "allow publish   $fleet/claim/${client_id}/csr\n"                  \
+    "allow subscribe $fleet/claim/${client_id}/+\n"                    \
+    "allow receive   $fleet/claim/${client_id}/accepted\n"             \
+    "allow receive   $fleet/claim/${client_id}/rejected\n"
 
 #define FDL_ENROLL_POLICY_INGEST_TEXT                      \
     "# ingest: reads device telemetry, writes nothing\n"   \
@@ -61,10 +75,10 @@
     "# provisioning: registration requests in, certificates out\n"     \
     "allow subscribe $fleet/registry/pending\n"                        \
     "allow receive   $fleet/registry/pending\n"                        \
-    "allow subscribe $fleet/provisioning/claim/+/csr\n"                \
-    "allow receive   $fleet/provisioning/claim/+/csr\n"                \
-    "allow publish   $fleet/provisioning/claim/+/accepted\n"           \
-    "allow publish   $fleet/provisioning/claim/+/rejected\n"
+    "allow subscribe $fleet/claim/+/csr\n"                             \
+    "allow receive   $fleet/claim/+/csr\n"                             \
+    "allow publish   $fleet/claim/+/accepted\n"                        \
+    "allow publish   $fleet/claim/+/rejected\n"
 
 #define FDL_ENROLL_POLICY_OPERATOR_TEXT                        \
     "# operator: broker control (kick) and device commands\n"  \
@@ -108,6 +122,10 @@ struct mosquitto;
 struct mosquitto *fdl_enroll_actor_client(const char *what, const char *client_id, void *ud, const char *host,
                                           uint16_t port, const char *cafile, const char *certfile,
                                           const char *keyfile, char *err, size_t errcap);
+
+/* The shared claim certificate: puts the "claim" policy if missing, then makes
+ * the identity like an actor's (FDL_CLAIM_ID, <pki>/actors/claim.pem). */
+int fdl_enroll_claim(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap);
 
 /* The three actors at once. */
 int fdl_enroll_actors(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap);

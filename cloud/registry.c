@@ -1038,30 +1038,35 @@ static fdl_reg_status x509_body(fdl_registry *reg, void *arg)
     return record_one(reg, &a->rec, now_ms(), &is_new, a->state);
 }
 
-fdl_reg_status fdl_registry_cert_record_x509(fdl_registry *reg, const mbedtls_x509_crt *crt, int64_t ca_id,
-                                             char fp_out[FDL_REG_FP_HEX_LEN + 1], fdl_reg_cert_state *state)
-{
-    fdl_reg_status st = FDL_REG_ERR_ARG;
+/* Text fields of a certificate record, owned by the caller of x509_rec. */
+typedef struct x509_bufs {
     char fp[FDL_REG_FP_HEX_LEN + 1], serial[FDL_REG_SERIAL_HEX_MAX + 1], cn[FDL_REG_ID_MAX + 1];
+    char subject[FDL_REG_SUBJECT_MAX];
+} x509_bufs;
+
+/* The record of a parsed certificate: exactly one CN that is a device id, the
+ * serial without sign padding, fingerprint, subject, validity. */
+static fdl_reg_status x509_rec(fdl_registry *reg, const mbedtls_x509_crt *crt, int64_t ca_id, x509_bufs *b,
+                               fdl_reg_cert_rec *rec)
+{
     const mbedtls_x509_name *name;
     int n_cn = 0;
-
-    if (!reg || !crt || !crt->raw.p || ca_id < 0)
-        goto cleanup;
+    if (!crt || !crt->raw.p || ca_id < 0)
+        return FDL_REG_ERR_ARG;
     /* Exactly one CN: a second one would make "which device is this" ambiguous. */
     for (name = &crt->subject; name; name = name->next) {
         if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &name->oid) != 0)
             continue;
         if (++n_cn > 1 || name->val.len > FDL_REG_ID_MAX) {
             set_err(reg, "certificate subject: more than one CN, or a CN over %d bytes", FDL_REG_ID_MAX);
-            goto cleanup;
+            return FDL_REG_ERR_ARG;
         }
-        memcpy(cn, name->val.p, name->val.len);
-        cn[name->val.len] = '\0';
+        memcpy(b->cn, name->val.p, name->val.len);
+        b->cn[name->val.len] = '\0';
     }
-    if (n_cn != 1 || !valid_id(cn)) {
+    if (n_cn != 1 || !valid_id(b->cn)) {
         set_err(reg, "certificate subject: no CN, or a CN that is not a device id");
-        goto cleanup;
+        return FDL_REG_ERR_ARG;
     }
     /* The serial without the sign-padding zero bytes of its DER INTEGER. */
     size_t off = 0, slen = crt->serial.len;
@@ -1069,25 +1074,33 @@ fdl_reg_status fdl_registry_cert_record_x509(fdl_registry *reg, const mbedtls_x5
         off++;
     if (slen == 0 || slen - off > FDL_REG_SERIAL_HEX_MAX / 2) {
         set_err(reg, "certificate serial: empty or over %d bytes", FDL_REG_SERIAL_HEX_MAX / 2);
-        goto cleanup;
+        return FDL_REG_ERR_ARG;
     }
-    to_hex(crt->serial.p + off, slen - off, serial);
-    st = fdl_registry_fingerprint(crt->raw.p, crt->raw.len, fp);
+    to_hex(crt->serial.p + off, slen - off, b->serial);
+    fdl_reg_status st = fdl_registry_fingerprint(crt->raw.p, crt->raw.len, b->fp);
     if (st != FDL_REG_OK)
-        goto cleanup;
-    char subject[FDL_REG_SUBJECT_MAX];
-    if (mbedtls_x509_dn_gets(subject, sizeof subject, &crt->subject) < 0)
-        subject[0] = '\0';
-    x509_arg a = {.crt = crt,
-                  .rec = {.fingerprint = fp, .serial = serial, .device_id = cn, .ca_id = ca_id,
-                          .subject = subject[0] ? subject : NULL,
-                          .not_before = x509_time_unix(&crt->valid_from),
-                          .not_after = x509_time_unix(&crt->valid_to)},
-                  .state = state};
-    st = run_tx(reg, x509_body, &a);
+        return st;
+    if (mbedtls_x509_dn_gets(b->subject, sizeof b->subject, &crt->subject) < 0)
+        b->subject[0] = '\0';
+    *rec = (fdl_reg_cert_rec){.fingerprint = b->fp, .serial = b->serial, .device_id = b->cn, .ca_id = ca_id,
+                              .subject = b->subject[0] ? b->subject : NULL,
+                              .not_before = x509_time_unix(&crt->valid_from),
+                              .not_after = x509_time_unix(&crt->valid_to)};
+    return FDL_REG_OK;
+}
+
+fdl_reg_status fdl_registry_cert_record_x509(fdl_registry *reg, const mbedtls_x509_crt *crt, int64_t ca_id,
+                                             char fp_out[FDL_REG_FP_HEX_LEN + 1], fdl_reg_cert_state *state)
+{
+    if (!reg)
+        return FDL_REG_ERR_ARG;
+    x509_bufs b;
+    x509_arg a = {.crt = crt, .state = state};
+    fdl_reg_status st = x509_rec(reg, crt, ca_id, &b, &a.rec);
+    if (st == FDL_REG_OK)
+        st = run_tx(reg, x509_body, &a);
     if (st == FDL_REG_OK && fp_out)
-        memcpy(fp_out, fp, sizeof fp);
-cleanup:
+        memcpy(fp_out, b.fp, sizeof b.fp);
     return st;
 }
 
@@ -1967,5 +1980,62 @@ fdl_reg_status fdl_registry_cert_decide_batch(fdl_registry *reg, fdl_reg_decisio
     fdl_reg_status st = n ? run_tx(reg, decide_body, &a) : FDL_REG_OK;
     if (n_done)
         *n_done = st == FDL_REG_OK ? a.n_done : 0;
+    return st;
+}
+
+typedef struct enroll_arg {
+    const mbedtls_x509_crt *const *crts;
+    const char *const *policies;
+    size_t n;
+    const char *reason;
+    x509_bufs *bufs;
+    fdl_reg_cert_rec *recs;
+} enroll_arg;
+
+static fdl_reg_status enroll_body(fdl_registry *reg, void *arg)
+{
+    enroll_arg *a = arg;
+    int64_t at = now_ms();
+    for (size_t i = 0; i < a->n; i++) {
+        int is_new = 0;
+        fdl_reg_cert_state state = 0;
+        fdl_reg_cert_rec *rec = &a->recs[i];
+        fdl_reg_status st = rec->ca_id ? FDL_REG_OK : ca_by_issuer(reg, a->crts[i], &rec->ca_id);
+        if (st == FDL_REG_OK)
+            st = record_one(reg, rec, at, &is_new, &state);
+        if (st == FDL_REG_OK && state == FDL_REG_CERT_PENDING) {
+            transition_arg t = {.allowed = STATE_BIT(FDL_REG_CERT_PENDING), .to = FDL_REG_CERT_ACTIVE,
+                                .reason = a->reason, .policy = a->policies[i]};
+            snprintf(t.fp, sizeof t.fp, "%s", rec->fingerprint);
+            st = transition_body(reg, &t);
+        } else if (st == FDL_REG_OK && state != FDL_REG_CERT_ACTIVE) {
+            set_err(reg, "certificate %.16s is %s", rec->fingerprint, fdl_reg_cert_state_name(state));
+            st = FDL_REG_ERR_TRANSITION;
+        }
+        if (st != FDL_REG_OK)
+            return st;
+    }
+    return FDL_REG_OK;
+}
+
+fdl_reg_status fdl_registry_cert_enroll_batch(fdl_registry *reg, const mbedtls_x509_crt *const *crts,
+                                              const char *const *policies, size_t n, const char *reason)
+{
+    if (!reg || (n && (!crts || !policies)) || n > FDL_REG_BATCH_MAX ||
+        (reason && !valid_text(reason, FDL_REG_REASON_MAX)))
+        return FDL_REG_ERR_ARG;
+    if (n == 0)
+        return FDL_REG_OK;
+    for (size_t i = 0; i < n; i++)
+        if (!policies[i] || !valid_id(policies[i]))
+            return FDL_REG_ERR_ARG;
+    enroll_arg a = {crts, policies, n, reason, fdl_calloc(n, sizeof(x509_bufs)), fdl_calloc(n, sizeof(fdl_reg_cert_rec))};
+    fdl_reg_status st = a.bufs && a.recs ? FDL_REG_OK : FDL_REG_ERR_NOMEM;
+    for (size_t i = 0; st == FDL_REG_OK && i < n; i++)
+        st = x509_rec(reg, crts[i], 0, &a.bufs[i], &a.recs[i]);
+    if (st == FDL_REG_OK)
+        st = run_tx(reg, enroll_body, &a);
+    fdl_free(a.bufs);
+    fdl_free(a.recs);
     return st;
 }

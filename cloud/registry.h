@@ -225,6 +225,16 @@ typedef struct fdl_reg_decision {
  */
 fdl_reg_status fdl_registry_cert_decide_batch(fdl_registry *reg, fdl_reg_decision *d, size_t n, size_t *n_done);
 
+/*
+ * Certificates issued by the fleet's own CA and trusted at issuance (provisioning
+ * by claim): records n (0..FDL_REG_BATCH_MAX) parsed certificates (borrowed; CA
+ * found by issuer) and makes each ACTIVE with policies[i], in ONE transaction:
+ * all or none. A certificate already ACTIVE is left as it is; one already
+ * REVOKED fails the batch (FDL_REG_ERR_TRANSITION).
+ */
+fdl_reg_status fdl_registry_cert_enroll_batch(fdl_registry *reg, const mbedtls_x509_crt *const *crts,
+                                              const char *const *policies, size_t n, const char *reason);
+
 /* PENDING -> REVOKED (the registration handler said no). */
 fdl_reg_status fdl_registry_cert_reject(fdl_registry *reg, const char *fingerprint, const char *reason);
 /* ACTIVE -> REVOKED. */

@@ -122,6 +122,7 @@ int fdl_rules_decide(fdl_rules *r, const fdl_rules_device *d, char *policy, size
     set_str(L, "fingerprint", d->fingerprint);
     set_str(L, "source", d->source);
     set_str(L, "firmware", d->firmware);
+    set_str(L, "method", d->method ? d->method : "jitr");
     set_bool(L, "sold", d->sold);
     set_bool(L, "recalled", d->recalled);
     set_bool(L, "known", d->known);

@@ -5,7 +5,9 @@
  *     function register(device) ... return true, "<policy>"  |  return false, "<reason>" end
  * device is a table: id, serial, fingerprint, source (peer address), sold
  * (boolean), recalled (boolean), firmware (string, "" if unknown), known (the
- * registry had a record of the device before its certificate showed up).
+ * registry had a record of the device before its certificate showed up),
+ * method ("jitr" or "claim": how the device asks; for a claim, serial and
+ * fingerprint are "" since the certificate does not exist yet).
  *
  * The file runs in a restricted environment: no io, os, package, require,
  * load, loadfile, dofile, collectgarbage, debug — only string, table, math,
@@ -27,6 +29,7 @@ typedef struct fdl_rules fdl_rules;
 
 typedef struct fdl_rules_device {
     const char *id, *serial, *fingerprint, *source, *firmware;
+    const char *method;        /* "jitr" (NULL) or "claim" */
     bool sold, recalled, known;
 } fdl_rules_device;
 

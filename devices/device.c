@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "devices/claim.h"
 #include "devices/tcp.h"
+#include "sim/alloc.h"
 #include "sim/fdl_log.h"
 
 #define DEV_TCP_RX_CAP 4096           /* bytes; mbedTLS pulls records out of it in pieces */
@@ -77,7 +79,17 @@ int fdl_device_init(fdl_device *d, uint32_t index, const char *id, const fdl_dev
     d->battery = 100.0 - (double)(index % 40);
     fdl_backoff_init(&d->backoff, env->params.backoff_base_ms, env->params.backoff_cap_ms);
     fdl_mqttc_init(&d->mqtt, d->id, env->params.keepalive_s, &mq_cbs, d);
+    snprintf(d->claim_topic, sizeof d->claim_topic, "$fleet/claim/%s/", id);
     return 0;
+}
+
+void fdl_device_set_claim(fdl_device *d, mbedtls_x509_crt *claim_cert, mbedtls_pk_context *claim_key)
+{
+    d->claim_cert = claim_cert;
+    d->claim_key = claim_key;
+    d->claiming = true;
+    d->tls.own_cert = claim_cert;
+    d->tls.own_key = claim_key;
 }
 
 static void set_state(fdl_device *d, fdl_device_state s)
@@ -126,10 +138,12 @@ static void fail(fdl_device *d, fdl_device_fail why, const char *detail)
     snprintf(d->last_error, sizeof d->last_error, "%s%s%s", fdl_device_fail_name(why),
              detail && *detail ? ": " : "", detail ? detail : "");
     set_state(d, FDL_DEV_BACKOFF);
-    if (was == FDL_DEV_ONLINE)
-        d->env->hooks->offline(d, why, d->env->hooks_ud);
-    else
+    if (was == FDL_DEV_ONLINE) {
+        if (!d->claiming)   /* a claim session was never online for the fleet */
+            d->env->hooks->offline(d, why, d->env->hooks_ud);
+    } else {
         d->env->hooks->attempt_done(d, false, why, d->env->hooks_ud);
+    }
     /* A refusal is the cloud saying no to this identity: CONNACK "not authorized"
      * (registry, policy) or a fatal alert during the handshake (the broker's TLS
      * layer refused our certificate, e.g. it is on the CRL). */
@@ -266,16 +280,117 @@ static void net_timer_cb(uv_timer_t *tm)
         return;
     }
     if (d->state == FDL_DEV_ONLINE) {
-        uint64_t next = fdl_mqttc_poll(&d->mqtt, fdl_now_ns());
-        if (d->state == FDL_DEV_ONLINE)
-            uv_timer_start(&d->net_timer, net_timer_cb, next, 0);
+        uint64_t now = fdl_now_ns();
+        if (d->claiming && now >= d->claim_deadline_ns) {
+            fail(d, FDL_FAIL_MQTT_PROTOCOL, "no answer to the certificate request");
+            return;
+        }
+        uint64_t next = fdl_mqttc_poll(&d->mqtt, now);
+        if (d->state != FDL_DEV_ONLINE)
+            return;
+        if (d->claiming && next > (d->claim_deadline_ns - now) / 1000000u + 1)
+            next = (d->claim_deadline_ns - now) / 1000000u + 1;
+        uv_timer_start(&d->net_timer, net_timer_cb, next, 0);
     }
+}
+
+/* Connected with the claim credential: ask for a certificate for our own key. */
+static void claim_session(fdl_device *d)
+{
+    char topic[sizeof d->claim_topic + 8], csr[FDL_CLAIM_CSR_MAX];
+    set_state(d, FDL_DEV_ONLINE);
+    d->refused_in_row = 0;
+    d->connect_us = (fdl_now_ns() - d->attempt_start_ns) / 1000u;
+    d->env->hooks->attempt_done(d, true, FDL_FAIL_NONE, d->env->hooks_ud);
+    if (d->state != FDL_DEV_ONLINE)
+        return;
+    int n = fdl_claim_make_csr(d->id, d->key, d->env->f_rng, d->env->p_rng, csr, sizeof csr);
+    if (n < 0) {
+        fail(d, FDL_FAIL_LOCAL, "cannot make a certificate request");
+        return;
+    }
+    snprintf(topic, sizeof topic, "%s+", d->claim_topic);
+    fdl_mqttc_subscribe(&d->mqtt, topic, 1, NULL);
+    snprintf(topic, sizeof topic, "%scsr", d->claim_topic);
+    if (fdl_mqttc_publish(&d->mqtt, topic, (const uint8_t *)csr, (size_t)n, 1, NULL) != FDL_MQTTC_OK) {
+        fail(d, FDL_FAIL_LOCAL, "cannot queue the certificate request");
+        return;
+    }
+    d->n_claims++;
+    uint64_t wait_ms = d->env->params.connect_real_timeout_ms ? d->env->params.connect_real_timeout_ms : 15000;
+    d->claim_deadline_ns = fdl_now_ns() + wait_ms * 1000000u;
+    FDL_DEBUG("device", "%s: claim: certificate request sent", d->id);
+    uv_timer_start(&d->net_timer, net_timer_cb, fdl_mqttc_poll(&d->mqtt, fdl_now_ns()), 0);
+}
+
+/* The answer to our CSR: a certificate to check, store and switch to, or a refusal. */
+static void claim_answer(fdl_device *d, const fdl_mqtt_publish *p)
+{
+    size_t plen = strlen(d->claim_topic);
+    const char *topic = (const char *)p->topic.ptr;
+    if (p->topic.len <= plen || memcmp(topic, d->claim_topic, plen) != 0)
+        return;
+    const char *verb = topic + plen;
+    size_t vlen = p->topic.len - plen;
+    char why[200];
+    if (vlen == 8 && !memcmp(verb, "rejected", 8)) {
+        snprintf(why, sizeof why, "claim rejected: %.*s", (int)(p->payload_len > 150 ? 150 : p->payload_len),
+                 (const char *)p->payload);
+        for (char *c = why; *c; c++)
+            if ((unsigned char)*c < 0x20)
+                *c = ' ';
+        /* The cloud said no to this device: the same "LED on" as a revoked one. */
+        if (!d->revoked)
+            FDL_INFO("device", "%s: %s: revoked state (LED on)", d->id, why);
+        d->revoked = true;
+        fail(d, FDL_FAIL_MQTT_REFUSED, why);
+        return;
+    }
+    if (vlen != 8 || memcmp(verb, "accepted", 8))
+        return;
+    mbedtls_x509_crt *crt = fdl_calloc(1, sizeof *crt);
+    if (!crt) {
+        fail(d, FDL_FAIL_LOCAL, "out of memory");
+        return;
+    }
+    mbedtls_x509_crt_init(crt);
+    if (fdl_claim_accept(p->payload, p->payload_len, d->id, d->key, d->env->trust, crt, why, sizeof why) != 0) {
+        fdl_free(crt);
+        fail(d, FDL_FAIL_MQTT_PROTOCOL, why);
+        return;
+    }
+    if (!d->env->hooks->store_cert ||
+        d->env->hooks->store_cert(d, (const char *)p->payload, p->payload_len, d->env->hooks_ud) != 0) {
+        mbedtls_x509_crt_free(crt);
+        fdl_free(crt);
+        fail(d, FDL_FAIL_LOCAL, "cannot store the claimed certificate");
+        return;
+    }
+    if (d->issued) {
+        mbedtls_x509_crt_free(d->issued);
+        fdl_free(d->issued);
+    }
+    d->issued = crt;
+    d->cert = crt;
+    d->tls.own_cert = crt;
+    d->tls.own_key = d->key;
+    d->claiming = false;
+    d->claimed = true;
+    FDL_DEBUG("device", "%s: claim: certificate stored, reconnecting under its own identity", d->id);
+    /* Leave the claim session (it was never online for the fleet) and connect again now. */
+    (void)fdl_mqttc_disconnect(&d->mqtt);
+    drop_connection(d);
+    want_connect(d);
 }
 
 static void mq_connack(void *ud, uint8_t rc)
 {
     fdl_device *d = ud;
     (void)rc;
+    if (d->claiming) {
+        claim_session(d);
+        return;
+    }
     FDL_DEBUG("device", "%s: online", d->id);
     set_state(d, FDL_DEV_ONLINE);
     d->n_online++;
@@ -305,7 +420,10 @@ static void mq_connack(void *ud, uint8_t rc)
 static void mq_message(void *ud, const fdl_mqtt_publish *p)
 {
     fdl_device *d = ud;
-    (void)p;
+    if (d->claiming) {
+        claim_answer(d, p);
+        return;
+    }
     d->n_commands++;
 }
 
@@ -367,5 +485,9 @@ void fdl_device_stop(fdl_device *d, void (*cb)(fdl_device *d))
 
 void fdl_device_cleanup(fdl_device *d)
 {
-    (void)d;
+    if (d->issued) {
+        mbedtls_x509_crt_free(d->issued);
+        fdl_free(d->issued);
+        d->issued = NULL;
+    }
 }

@@ -86,6 +86,10 @@ typedef struct fdl_device_hooks {
     /* An online device lost its connection (it will back off and ask to connect again). */
     void (*offline)(fdl_device *d, fdl_device_fail why, void *ud);
     void (*puback)(fdl_device *d, uint64_t latency_us, void *ud);
+    /* Provisioning by claim: persist the certificate the device accepted (PEM,
+     * leaf then chain) before it switches to it. 0 = stored; anything else makes
+     * the device drop it and claim again later. Required for claiming devices. */
+    int (*store_cert)(fdl_device *d, const char *pem, size_t len, void *ud);
 } fdl_device_hooks;
 
 /* Shared by the devices of one loop; borrowed by each device. */
@@ -109,7 +113,7 @@ struct fdl_device {
     char topic_telemetry[FDL_DEVICE_ID_MAX + 16];
     char topic_commands[FDL_DEVICE_ID_MAX + 16];
     const fdl_device_env *env;
-    mbedtls_x509_crt *cert;       /* borrowed: own certificate */
+    mbedtls_x509_crt *cert;       /* borrowed: own certificate (NULL while it has none: claim) */
     mbedtls_pk_context *key;      /* borrowed: own key (token-backed for profile se) */
     fdl_tls_client_cfg tls;
     fdl_transport *tp;            /* the current connection chain, or NULL */
@@ -126,6 +130,19 @@ struct fdl_device {
     uint32_t source_ip;           /* network order; 0 = let the kernel choose */
     uint32_t refused_in_row;      /* consecutive CONNACK refusals */
     bool revoked;                 /* the "revoked" LED: repeated refusals, publishing stopped */
+    /* Provisioning by claim (devices/claim.h): the device connects with the shared
+     * claim credential, sends a CSR for its own key, stores the certificate it gets
+     * and reconnects under its own identity. While claiming, a CONNACK is reported
+     * to attempt_done as online but the device is not online in the fleet's sense
+     * (no telemetry, no commands, first_online_ns untouched). */
+    mbedtls_x509_crt *claim_cert; /* borrowed: the claim credential, NULL if not claiming */
+    mbedtls_pk_context *claim_key;
+    mbedtls_x509_crt *issued;     /* owned: the certificate the claim returned */
+    bool claiming;                /* the next or current connection uses the claim credential */
+    bool claimed;                 /* its identity came from a claim in this run */
+    uint64_t claim_deadline_ns;   /* real time by which the answer to the CSR must come */
+    uint32_t n_claims;            /* CSRs sent */
+    char claim_topic[FDL_DEVICE_ID_MAX + 24]; /* "$fleet/claim/<id>/" */
     uint64_t seq;
     uint64_t rng;                 /* xorshift state for jitter and telemetry values */
     double battery;
@@ -141,13 +158,16 @@ struct fdl_device {
 /* Prepares the device; no I/O. id copied; env, cert, key borrowed. 0 or -1 (id too long). */
 int fdl_device_init(fdl_device *d, uint32_t index, const char *id, const fdl_device_env *env,
                     mbedtls_x509_crt *cert, mbedtls_pk_context *key);
+/* Provisioning by claim: before fdl_device_start, for a device initialised with
+ * cert NULL (key = its own key, in its token for `se`). Both borrowed. */
+void fdl_device_set_claim(fdl_device *d, mbedtls_x509_crt *claim_cert, mbedtls_pk_context *claim_key);
 /* Starts the firmware: it asks to connect (hooks->want_connect). */
 void fdl_device_start(fdl_device *d);
 /* The fleet admits a waiting device: it opens its connection now. */
 void fdl_device_admit(fdl_device *d);
 /* Sends DISCONNECT if online, closes everything; cb runs once all handles are closed. */
 void fdl_device_stop(fdl_device *d, void (*cb)(fdl_device *d));
-/* Releases what init allocated (nothing owned today); after the stop callback only. */
+/* Releases what the device allocated (the claimed certificate); after the stop callback only. */
 void fdl_device_cleanup(fdl_device *d);
 
 #endif

@@ -462,16 +462,25 @@ static void print_summary(FILE *out, const run_opts *o, const fdl_fleet_result *
     if (r->malformed_in)
         fprintf(out, "  malformed packets  %llu refused by devices (connection dropped, device reconnected)\n",
                 (unsigned long long)r->malformed_in);
-    if (r->registered || o->provision == FDL_PROV_JITR) {
+    if (r->registered || o->provision != FDL_PROV_DIRECT) {
         us_fmt(a, sizeof a, r->prov_p50_us);
         us_fmt(b, sizeof b, r->prov_p95_us);
         us_fmt(c, sizeof c, r->prov_p99_us);
-        fprintf(out, "  provisioning       %u devices registered just in time (%s)", r->registered,
+        fprintf(out, "  provisioning       %u devices %s (%s)", r->registered,
+                o->provision == FDL_PROV_CLAIM ? "claimed their certificate" : "registered just in time",
                 fdl_prov_mode_name(o->provision));
         if (r->registered && r->prov_span_s > 0)
             fprintf(out, " in %.1f s, %.0f/s", r->prov_span_s, r->registered / r->prov_span_s);
         fprintf(out, "\n    first attempt to first CONNACK  p50 %s  p95 %s  p99 %s\n", a, b, c);
-        if (o->have_prov)
+        if (o->have_prov && o->provision == FDL_PROV_CLAIM) {
+            us_fmt(a, sizeof a, o->prov.claim_issue_p50_us);
+            us_fmt(b, sizeof b, o->prov.claim_issue_p99_us);
+            fprintf(out, "    claim service  %llu requests: %llu certificates issued, %llu refused (%llu bad CSR), "
+                         "%llu rule errors; CSR to certificate p50 %s p99 %s\n",
+                    (unsigned long long)o->prov.claim_requests, (unsigned long long)o->prov.claim_issued,
+                    (unsigned long long)o->prov.claim_rejected, (unsigned long long)o->prov.claim_bad_csr,
+                    (unsigned long long)o->prov.rule_errors, a, b);
+        } else if (o->have_prov)
             fprintf(out, "    registration service  %llu requests: %llu activated, %llu rejected, %llu rule errors\n",
                     (unsigned long long)o->prov.requests, (unsigned long long)o->prov.activated,
                     (unsigned long long)o->prov.rejected, (unsigned long long)o->prov.rule_errors);
@@ -542,7 +551,15 @@ static void result_json(fdl_json *j, const run_opts *o, const fdl_fleet_result *
         fdl_json_uint(j, "rule_errors", o->prov.rule_errors);
         fdl_json_uint(j, "decide_p50_us", o->prov.decide_p50_us);
         fdl_json_uint(j, "decide_p99_us", o->prov.decide_p99_us);
+        fdl_json_uint(j, "claim_requests", o->prov.claim_requests);
+        fdl_json_uint(j, "claim_issued", o->prov.claim_issued);
+        fdl_json_uint(j, "claim_rejected", o->prov.claim_rejected);
+        fdl_json_uint(j, "claim_bad_csr", o->prov.claim_bad_csr);
+        fdl_json_uint(j, "claim_issue_p50_us", o->prov.claim_issue_p50_us);
+        fdl_json_uint(j, "claim_issue_p99_us", o->prov.claim_issue_p99_us);
     }
+    fdl_json_uint(j, "claimed", r->claimed);
+    fdl_json_uint(j, "claims_sent", r->claims_sent);
     fdl_json_obj_end(j);
     fdl_json_uint(j, "revoked_at_end", r->revoked_at_end);
     fdl_json_uint(j, "peak_rss_kib", r->rss_peak_kib);
@@ -579,8 +596,9 @@ static int run_usage(int bench)
              "  --max-connecting M      connection attempts in progress at once (default 128)\n"
              "  --port P                broker port on 127.0.0.1 (default: a free one)\n"
              "  --first K               first device index (for shards)\n"
-             "  --provision MODE        direct (certificates enrolled at issuance, default) or jitr\n"
-             "                          (factory certificates, registered on first connect)\n"
+             "  --provision MODE        direct (certificates enrolled at issuance, default), jitr\n"
+             "                          (factory certificates registered on first connect) or claim\n"
+             "                          (shared claim certificate, then a CSR for the device's own key)\n"
              "  --registration-rules F  Lua rules of the JITR registration handler\n"
              "                          (default cloud/registration.lua)");
     return 0;
@@ -658,7 +676,7 @@ static int parse_run(int argc, char **argv, run_opts *o, int bench)
             break;
         case 'M':
             if (fdl_prov_mode_parse(optarg, &o->provision))
-                FAIL_USAGE("--provision is direct or jitr");
+                FAIL_USAGE("--provision is direct, jitr or claim");
             break;
         case 'R': o->rules_path = optarg; break;
         case 'h': return run_usage(bench) - 1;
@@ -693,8 +711,9 @@ static int do_run(run_opts *o)
         fprintf(stderr, "fleetdrill: %s\n", err);
         goto out;
     }
-    int pr = provision_fleet(&ctx, o->provision == FDL_PROV_JITR ? ctx.factory : ctx.pki, o->first, o->devices,
-                             o->profile, &made);
+    /* Claim: the devices get their keys now and ask for their certificates themselves. */
+    fdl_pki *issuer = o->provision == FDL_PROV_JITR ? ctx.factory : o->provision == FDL_PROV_CLAIM ? NULL : ctx.pki;
+    int pr = provision_fleet(&ctx, issuer, o->first, o->devices, o->profile, &made);
     if (pr != 0) {
         rc = pr == -2 ? FDL_EXIT_INTERRUPTED : FDL_EXIT_ERROR;
         goto out;
@@ -706,7 +725,17 @@ static int do_run(run_opts *o)
     }
     if (written)
         fprintf(stderr, "fleetdrill: registry: %u %s\n", written,
-                o->provision == FDL_PROV_JITR ? "manufacturing records written" : "certificates enrolled");
+                o->provision == FDL_PROV_DIRECT ? "certificates enrolled" : "manufacturing records written");
+    char claim_cert[1200], claim_key[1200];
+    if (o->provision == FDL_PROV_CLAIM) {
+        if (fdl_enroll_claim(ctx.reg, ctx.pki, ctx.st.pki_dir, err, sizeof err) != 0) {
+            fprintf(stderr, "fleetdrill: claim credential: %s\n", err);
+            goto out;
+        }
+        fdl_enroll_actor_paths(ctx.st.pki_dir, FDL_CLAIM_ID, claim_cert, claim_key, sizeof claim_cert);
+        o->fleet.claim_cert_file = claim_cert;
+        o->fleet.claim_key_file = claim_key;
+    }
 
     fdl_broker_opts bo;
     fdl_broker_opts_init(&bo);
@@ -731,7 +760,8 @@ static int do_run(run_opts *o)
         snprintf(rules, sizeof rules, "%s", o->rules_path ? o->rules_path : FDL_SOURCE_DIR "/cloud/registration.lua");
         fdl_prov_cfg pc = {.host = fdl_broker_host(broker), .port = fdl_broker_port(broker), .cafile = root,
                            .certfile = pcert, .keyfile = pkey, .registry_path = ctx.st.registry,
-                           .rules_path = rules, .verbose = getenv("FLEETDRILL_LOG") != NULL};
+                           .rules_path = rules, .verbose = getenv("FLEETDRILL_LOG") != NULL,
+                           .issuer = o->provision == FDL_PROV_CLAIM ? ctx.pki : NULL};
         if (fdl_prov_start(&pc, &prov, err, sizeof err) != 0) {
             fprintf(stderr, "fleetdrill: provisioning service: %s\n", err);
             goto out;

@@ -24,7 +24,7 @@
 
 const char *fdl_prov_mode_name(fdl_prov_mode m)
 {
-    return m == FDL_PROV_JITR ? "jitr" : "direct";
+    return m == FDL_PROV_JITR ? "jitr" : m == FDL_PROV_CLAIM ? "claim" : "direct";
 }
 
 int fdl_prov_mode_parse(const char *s, fdl_prov_mode *out)
@@ -33,6 +33,8 @@ int fdl_prov_mode_parse(const char *s, fdl_prov_mode *out)
         *out = FDL_PROV_DIRECT;
     else if (!strcmp(s, "jitr"))
         *out = FDL_PROV_JITR;
+    else if (!strcmp(s, "claim"))
+        *out = FDL_PROV_CLAIM;
     else
         return -1;
     return 0;

@@ -15,6 +15,7 @@
 typedef enum fdl_prov_mode {
     FDL_PROV_DIRECT = 0, /* certificates from the issuing CA, enrolled ACTIVE at issuance */
     FDL_PROV_JITR,       /* factory certificates, registered on first connect */
+    FDL_PROV_CLAIM,      /* no certificate: the shared claim credential, then a CSR for the device's own key */
 } fdl_prov_mode;
 
 const char *fdl_prov_mode_name(fdl_prov_mode m);
@@ -26,8 +27,8 @@ int fdl_prov_mode_parse(const char *s, fdl_prov_mode *out);
 /*
  * After identities exist (fdl_ctx_open_cloud done): DIRECT enrols every
  * certificate the registry does not know yet (ACTIVE, device-default policy);
- * JITR writes the manufacturing record (sold, firmware) of devices that have
- * none, in batches, and leaves their certificates unknown. *n_changed (may be
+ * JITR and CLAIM write the manufacturing record (sold, firmware) of devices that
+ * have none, in batches, and leave their certificates unknown. *n_changed (may be
  * NULL) counts what was written. 0 or -1 with err.
  */
 int fdl_cloud_prepare_fleet(fdl_ctx *ctx, uint32_t first, uint32_t n, fdl_prov_mode mode, uint32_t *n_changed,

@@ -13,6 +13,7 @@
 #include <mbedtls/entropy.h>
 
 #include "sim/alloc.h"
+#include "sim/fsutil.h"
 #include "sim/vclock.h"
 
 static volatile sig_atomic_t g_stop_requested;
@@ -48,6 +49,11 @@ typedef struct worker {
     atomic_uint online, ever_online, load_failed, loaded;
     atomic_ullong failed_attempts, acked;
     atomic_ullong last_first_online_ns;
+    /* The claim credential, parsed per worker: mbedTLS caches precomputed curve
+     * points inside the key on first use, so a key is not shared across threads. */
+    mbedtls_x509_crt claim_cert;
+    mbedtls_pk_context claim_key;
+    int has_claim;
     char load_error[200];
 } worker;
 
@@ -119,7 +125,9 @@ static void hook_attempt_done(fdl_device *d, bool online, fdl_device_fail why, v
     worker *w = ud;
     (void)why;
     w->connecting--;
-    if (online) {
+    if (online && d->claiming) {
+        /* Connected with the claim credential: not online yet, but no longer connecting. */
+    } else if (online) {
         atomic_fetch_add(&w->online, 1);
         fdl_hist_add(w->hs, d->handshake_us);
         fdl_hist_add(w->conn, d->connect_us);
@@ -149,11 +157,20 @@ static void hook_puback(fdl_device *d, uint64_t lat, void *ud)
     atomic_fetch_add(&w->acked, 1);
 }
 
+static int hook_store_cert(fdl_device *d, const char *pem, size_t len, void *ud)
+{
+    worker *w = ud;
+    char path[FDL_PATH_MAX + 64];
+    fdl_identity_path(w->fl->cfg->state, d->id, "cert.pem", path, sizeof path);
+    return fdl_write_file_atomic(path, pem, len, 0644);
+}
+
 static const fdl_device_hooks worker_hooks = {
     .want_connect = hook_want_connect,
     .attempt_done = hook_attempt_done,
     .offline = hook_offline,
     .puback = hook_puback,
+    .store_cert = hook_store_cert,
 };
 
 /* ---- stopping ------------------------------------------------------------ */
@@ -195,15 +212,18 @@ static void *worker_main(void *arg)
 
     /* Identities: token logins and certificate parsing, in parallel across workers. */
     for (uint32_t i = w->first; i < w->first + w->count; i++) {
-        char id[FDL_DEVICE_ID_MAX], err[200];
+        char id[FDL_DEVICE_ID_MAX], err[200] = "device id too long";
         fdl_device_id(cfg->first_index + i, id, sizeof id);
-        if (fdl_identity_load(cfg->state, cfg->se, id, &fl->ids[i], mbedtls_ctr_drbg_random, &w->drbg, err,
-                              sizeof err) != 0 ||
-            fdl_device_init(&fl->devs[i], i, id, &w->env, &fl->ids[i].cert, fl->ids[i].key) != 0) {
+        fdl_identity *idn = &fl->ids[i];
+        if (fdl_identity_open(cfg->state, cfg->se, id, w->has_claim ? FDL_IDENTITY_CERT_OPTIONAL : 0, idn,
+                              mbedtls_ctr_drbg_random, &w->drbg, err, sizeof err) != 0 ||
+            fdl_device_init(&fl->devs[i], i, id, &w->env, idn->has_cert ? &idn->cert : NULL, idn->key) != 0) {
             if (atomic_fetch_add(&w->load_failed, 1) == 0)
                 snprintf(w->load_error, sizeof w->load_error, "%s", err);
             continue;
         }
+        if (!idn->has_cert)
+            fdl_device_set_claim(&fl->devs[i], &w->claim_cert, &w->claim_key);
         if (cfg->distinct_sources) {
             /* 127.(10 + k / 62500).(k / 250 % 250).(k % 250 + 1): every device its own loopback address. */
             uint32_t k = cfg->first_index + i;
@@ -253,6 +273,15 @@ static int worker_init(fleet *fl, worker *w, unsigned idx, uint32_t first, uint3
         return -1;
     uv_async_init(&w->loop, &w->wake, wake_cb);
     w->wake.data = w;
+    mbedtls_x509_crt_init(&w->claim_cert);
+    mbedtls_pk_init(&w->claim_key);
+    if (cfg->claim_cert_file) {
+        if (mbedtls_x509_crt_parse_file(&w->claim_cert, cfg->claim_cert_file) != 0 ||
+            mbedtls_pk_parse_keyfile(&w->claim_key, cfg->claim_key_file, NULL, mbedtls_ctr_drbg_random,
+                                     &w->drbg) != 0)
+            return -1;
+        w->has_claim = 1;
+    }
     w->queue = fdl_calloc(count ? count : 1, sizeof *w->queue);
     w->hs = fdl_hist_new();
     w->conn = fdl_hist_new();
@@ -282,6 +311,8 @@ static void worker_free(worker *w)
     fdl_hist_free(w->hs);
     fdl_hist_free(w->conn);
     fdl_hist_free(w->ack);
+    mbedtls_x509_crt_free(&w->claim_cert);
+    mbedtls_pk_free(&w->claim_key);
     mbedtls_ctr_drbg_free(&w->drbg);
     mbedtls_entropy_free(&w->entropy);
 }
@@ -441,6 +472,7 @@ cleanup:
             res->published += d->mqtt.n_published;
             res->acked += d->mqtt.n_acked;
             res->commands_received += d->n_commands;
+            res->claims_sent += d->n_claims;
             res->malformed_in += d->mqtt.n_malformed;
             if (d->revoked) {
                 if (!res->revoked_at_end++)
@@ -448,8 +480,9 @@ cleanup:
             }
             if (d->n_online > 0) {
                 res->connected++;
-                if (d->refused_before_online > 0) {
+                if (d->refused_before_online > 0 || d->claimed) {
                     res->registered++;
+                    res->claimed += d->claimed;
                     fdl_hist_add(pv, (d->first_online_ns - d->first_attempt_ns) / 1000u);
                     prov_first = d->first_attempt_ns < prov_first ? d->first_attempt_ns : prov_first;
                     prov_last = d->first_online_ns > prov_last ? d->first_online_ns : prov_last;
@@ -486,6 +519,9 @@ cleanup:
     if (fl.w)
         for (unsigned i = 0; i < fl.nw; i++)
             worker_free(&fl.w[i]);
+    if (fl.devs)
+        for (uint32_t i = 0; i < n; i++)
+            fdl_device_cleanup(&fl.devs[i]);
     if (fl.ids) {
         if (cfg->finalize_se_at_end)
             fdl_se_module_shutdown(cfg->se);

@@ -37,6 +37,10 @@ typedef struct fdl_fleet_cfg {
     int distinct_sources;          /* each device connects from its own 127.x.y.z address */
     int finalize_se_at_end;        /* the caller is done with cfg->se: tear the fleet's tokens down
                                       with one C_Finalize instead of N session closes (O(N^2) in SoftHSM2) */
+    /* Provisioning by claim: devices whose identity has no certificate yet start
+     * with this shared credential (PEM files) and claim their own. NULL: every
+     * device must have its certificate. */
+    const char *claim_cert_file, *claim_key_file;
     fdl_device_params params;
 } fdl_fleet_cfg;
 
@@ -55,8 +59,11 @@ typedef struct fdl_fleet_result {
     uint64_t conn_p50_us, conn_p95_us, conn_p99_us;
     uint64_t ack_p50_us, ack_p99_us;
     /* Provisioning: devices whose first connects were refused (JITR pending) and
-     * then accepted; latency from their first attempt to their first CONNACK. */
+     * then accepted, or that claimed their certificate; latency from their first
+     * attempt to their first CONNACK under their own identity. */
     uint32_t registered;
+    uint32_t claimed;              /* of which by claim */
+    uint64_t claims_sent;          /* CSRs the devices sent */
     uint64_t prov_p50_us, prov_p95_us, prov_p99_us, prov_max_us;
     double prov_span_s;            /* first attempt of the first to first online of the last */
     uint32_t revoked_at_end;       /* devices in their revoked state (LED on) when the run ended */

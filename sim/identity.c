@@ -132,6 +132,7 @@ int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki,
     mbedtls_pk_init(&soft);
     mbedtls_pk_context *pub = NULL;
 
+    int made_key = 0;
     if (fdl_identity_exists(st, id))
         return 0;
     snprintf(dir, sizeof dir, "%s/%s", st->devices_dir, id);
@@ -167,8 +168,10 @@ int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki,
             }
         }
         fdl_se_status s = fdl_se_key_open(se, id, pin, FDL_DEVICE_KEY_LABEL, &key);
-        if (s == FDL_SE_ERR_NOT_FOUND)
+        if (s == FDL_SE_ERR_NOT_FOUND) {
             s = fdl_se_keygen(se, id, pin, FDL_DEVICE_KEY_LABEL, &key);
+            made_key = 1;
+        }
         if (s != FDL_SE_OK) {
             snprintf(err, errcap, "%s: key: %s", id, fdl_se_strerror(s));
             goto cleanup;
@@ -176,22 +179,38 @@ int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki,
         pub = fdl_se_key_pk(key);
     } else {
         unsigned char pem[1024];
+        fdl_identity_path(st, id, "key.pem", path, sizeof path);
+        if (access(path, F_OK) == 0) {
+            /* Made by an earlier run (claim mode, or killed before the certificate). */
+            if (mbedtls_pk_parse_keyfile(&soft, path, NULL, f_rng, p_rng) != 0) {
+                snprintf(err, errcap, "%s: cannot read key %s", id, path);
+                goto cleanup;
+            }
+            pub = &soft;
+            goto certify;
+        }
         if (mbedtls_pk_setup(&soft, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0 ||
             mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(soft), f_rng, p_rng) != 0 ||
             mbedtls_pk_write_key_pem(&soft, pem, sizeof pem) != 0) {
             snprintf(err, errcap, "%s: software key generation failed", id);
             goto cleanup;
         }
-        fdl_identity_path(st, id, "key.pem", path, sizeof path);
         int w = fdl_write_file_atomic(path, pem, strlen((char *)pem), 0600);
         fdl_wipe(pem, sizeof pem);
         if (w != 0) {
             snprintf(err, errcap, "%s: cannot write %s", id, path);
             goto cleanup;
         }
+        made_key = 1;
         pub = &soft;
     }
 
+certify:
+    if (!pki) {
+        /* Key only: the certificate comes later (provisioning by claim). */
+        ret = made_key;
+        goto cleanup;
+    }
     fdl_pki_leaf_req req = {.device_id = id, .public_key = pub};
     fdl_identity_path(st, id, "cert.pem", path, sizeof path);
     fdl_pki_status ps = fdl_pki_issue_file(pki, &req, path, NULL);
@@ -211,6 +230,12 @@ cleanup:
 int fdl_identity_load(const fdl_state *st, fdl_se_module *se, const char *id, fdl_identity *out,
                       int (*f_rng)(void *, unsigned char *, size_t), void *p_rng, char *err, size_t errcap)
 {
+    return fdl_identity_open(st, se, id, 0, out, f_rng, p_rng, err, errcap);
+}
+
+int fdl_identity_open(const fdl_state *st, fdl_se_module *se, const char *id, unsigned flags, fdl_identity *out,
+                      int (*f_rng)(void *, unsigned char *, size_t), void *p_rng, char *err, size_t errcap)
+{
     char path[FDL_PATH_MAX], pin[40] = "";
     memset(out, 0, sizeof *out);
     mbedtls_x509_crt_init(&out->cert);
@@ -221,9 +246,13 @@ int fdl_identity_load(const fdl_state *st, fdl_se_module *se, const char *id, fd
         goto fail;
     }
     fdl_identity_path(st, id, "cert.pem", path, sizeof path);
-    if (mbedtls_x509_crt_parse_file(&out->cert, path) != 0) {
+    if ((flags & FDL_IDENTITY_CERT_OPTIONAL) && access(path, F_OK) != 0) {
+        out->has_cert = 0;
+    } else if (mbedtls_x509_crt_parse_file(&out->cert, path) != 0) {
         snprintf(err, errcap, "%s: cannot parse %s", id, path);
         goto fail;
+    } else {
+        out->has_cert = 1;
     }
     if (out->profile == FDL_PROFILE_SE) {
         fdl_identity_path(st, id, "pin", path, sizeof path);

@@ -64,6 +64,7 @@ typedef struct fdl_identity {
     fdl_se_key *se_key;          /* `se` profile: the key in the device's token */
     mbedtls_pk_context soft_key; /* `flash` profile: the key read from key.pem */
     mbedtls_pk_context *key;     /* whichever of the two this identity uses (borrowed from this struct) */
+    int has_cert;                /* 0: key only (waiting for provisioning by claim) */
 } fdl_identity;
 
 /* 1 if devices/<id>/cert.pem exists (identity complete), else 0. */
@@ -72,8 +73,11 @@ int fdl_identity_exists(const fdl_state *st, const char *id);
 /*
  * Makes the identity if it is not complete: PIN file, token, key pair generated
  * inside the token (`se`) or a key file (`flash`), then the leaf certificate
- * from the issuing CA. Returns 1 if it made something, 0 if it was already
- * complete, -1 on failure with a message in err.
+ * from the issuing CA. pki NULL: the key only, no certificate (provisioning by
+ * claim: the device asks for its certificate itself); an existing key is kept
+ * either way, so a key-only identity can later be certified. Returns 1 if it
+ * made something, 0 if it was already complete (with pki NULL: already had its
+ * key), -1 on failure with a message in err.
  */
 int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki, const char *id,
                            fdl_profile profile, int (*f_rng)(void *, unsigned char *, size_t), void *p_rng,
@@ -86,6 +90,12 @@ int fdl_identity_provision(const fdl_state *st, fdl_se_module *se, fdl_pki *pki,
 int fdl_identity_load(const fdl_state *st, fdl_se_module *se, const char *id, fdl_identity *out,
                       int (*f_rng)(void *, unsigned char *, size_t), void *p_rng, char *err, size_t errcap);
 void fdl_identity_free(fdl_identity *idn);
+
+/* fdl_identity_load with flags: FDL_IDENTITY_CERT_OPTIONAL accepts a key-only
+ * identity (has_cert = 0, cert left empty). */
+#define FDL_IDENTITY_CERT_OPTIONAL 1u
+int fdl_identity_open(const fdl_state *st, fdl_se_module *se, const char *id, unsigned flags, fdl_identity *out,
+                      int (*f_rng)(void *, unsigned char *, size_t), void *p_rng, char *err, size_t errcap);
 
 /* Reads devices/<id>/profile; -1 if missing or invalid. */
 int fdl_identity_profile(const fdl_state *st, const char *id, fdl_profile *out);

@@ -253,6 +253,8 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     fdl_authz_reason r = fdl_authz_connect_ex(g_authz, der, len > 0 ? (size_t)len : 0, addr, wall_ms(), &c);
     OPENSSL_free(der);
     X509_free(cert);
+    if (r == FDL_AUTHZ_ALLOW && c.service && !strcmp(c.identity, FDL_AUTHZ_CLAIM_IDENTITY))
+        r = fdl_authz_claim_check(g_authz, mosquitto_client_id(ed->client));
     if (r == FDL_AUTHZ_JITR_RECORDED || r == FDL_AUTHZ_PENDING || r == FDL_AUTHZ_RATE_LIMITED) {
         /* The registration window logs verbosely: who, which certificate, from where. */
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetdrill: registration: %s serial %s (%s CA) from %s: %s",
