@@ -471,7 +471,9 @@ static void emit(emitter *em, const char *kind, const char *scenario, const char
 {
     bool is_scenario = attack == NULL;
     em->total++;
-    if (strcmp(kind, "regression") == 0 || strcmp(kind, "scenario-error") == 0)
+    /* Newly failing: a step that passed, a scenario that ran, or something new that fails. */
+    if (strcmp(kind, "regression") == 0 || strcmp(kind, "scenario-error") == 0 ||
+        (strcmp(kind, "scenario-added") == 0 && cur->error) || (strcmp(kind, "step-added") == 0 && !cur->pass))
         em->regressions++;
     else if (strcmp(kind, "fixed") == 0 || strcmp(kind, "scenario-fixed") == 0)
         em->fixed++;

@@ -84,8 +84,8 @@ fdl_report_status fdl_report_write_table(const fdl_report *r, FILE *out)
     fprintf(out, "fleetdrill %s  %s", line, fdl_rpt_iso_time(r->started_unix, when, sizeof when));
     fdl_rpt_term_clean(r->ablation ? r->ablation : "none", 40, line, sizeof line, NULL);
     fprintf(out, "  ablation: %s\n", line);
-    fprintf(out, "%zu/%zu steps passed (%.1f%%), %zu failed, %zu scenario error%s; %zu/%zu scenarios passed\n",
-            t.steps_passed, t.steps, t.pass_rate * 100.0, t.steps_failed, t.errors, t.errors == 1 ? "" : "s",
+    fprintf(out, "%zu/%zu steps passed, %zu failed, %zu scenario error%s: pass rate %.1f%%; %zu/%zu scenarios passed\n",
+            t.steps_passed, t.steps, t.steps_failed, t.errors, t.errors == 1 ? "" : "s", t.pass_rate * 100.0,
             t.scenarios_passed, t.scenarios);
 
     for (size_t i = 0; i < r->n_scenarios; i++) {
