@@ -189,14 +189,14 @@ static void put_chart(FILE *out, const fdl_report_series *se)
     for (double y = v0; y <= v1 + ystep / 2 && ticks < 20; y += ystep, ticks++) {
         fprintf(out, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>", PAD_L, CHART_W - PAD_R,
                 SY(y), SY(y));
-        fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", PAD_L - 6, SY(y) + 4,
+        fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.6g</text>\n", PAD_L - 6, SY(y) + 4,
                 fabs(y) < ystep / 1e6 ? 0.0 : y);
     }
     ticks = 0;
     for (double x = x0; x <= x1 + xstep / 2 && ticks < 20; x += xstep, ticks++) {
         fprintf(out, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>", SX(x), SX(x), PAD_T,
                 PAD_T + ph);
-        fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.4g</text>\n", SX(x), PAD_T + ph + 15,
+        fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.6g</text>\n", SX(x), PAD_T + ph + 15,
                 fabs(x) < xstep / 1e6 ? 0.0 : x);
     }
     fprintf(out, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>", PAD_L, CHART_W - PAD_R,
@@ -270,14 +270,16 @@ static void put_scenario(FILE *out, const fdl_report_scenario *s)
     }
     fputs("</h2>\n<p class=\"meta\">", out);
     H(s->path ? s->path : "");
-    fprintf(out, " &middot; fleet: %llu devices", (unsigned long long)s->devices);
-    if (s->profile) {
-        fputs(", profile ", out);
-        H(s->profile);
-    }
-    if (s->provisioning) {
-        fputs(", provisioning ", out);
-        H(s->provisioning);
+    if (s->devices > 0 || s->profile || s->provisioning) {
+        fprintf(out, " &middot; fleet: %llu devices", (unsigned long long)s->devices);
+        if (s->profile) {
+            fputs(", profile ", out);
+            H(s->profile);
+        }
+        if (s->provisioning) {
+            fputs(", provisioning ", out);
+            H(s->provisioning);
+        }
     }
     fputs("</p>\n", out);
     if (s->description) {
