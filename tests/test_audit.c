@@ -677,56 +677,6 @@ static int cli(int n, ...)
     return rc;
 }
 
-typedef struct jdoc {
-    uint8_t buf[1 << 16];
-    size_t len;
-    fdl_jv_tok tok[2048];
-    size_t n;
-} jdoc;
-
-static void jload(jdoc *d, const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    d->len = fread(d->buf, 1, sizeof d->buf, fp);
-    fclose(fp);
-    assert_true(d->len > 0 && d->len < sizeof d->buf);
-    fdl_jv_limits lim = {.max_bytes = sizeof d->buf, .max_depth = 8, .max_tokens = 2048, .max_string = 4096};
-    size_t at = 0;
-    fdl_jv_status st = fdl_jv_parse(d->buf, d->len, &lim, d->tok, 2048, &d->n, &at);
-    if (st != FDL_JV_OK)
-        fail_msg("%s: %s at byte %zu", path, fdl_jv_strerror(st), at);
-    assert_int_equal(d->tok[0].type, FDL_JV_OBJECT);
-}
-
-/* Index of member key's value in object obj, or 0 if absent. */
-static size_t jget(const jdoc *d, size_t obj, const char *key)
-{
-    for (size_t k = obj + 1; k < d->tok[obj].end; k = d->tok[k + 1].end)
-        if (fdl_jv_str_eq(d->buf, &d->tok[k], key, strlen(key)))
-            return k + 1;
-    return 0;
-}
-
-static void jstr_is(const jdoc *d, size_t obj, const char *key, const char *want)
-{
-    size_t v = jget(d, obj, key);
-    assert_true(v > 0);
-    assert_int_equal(d->tok[v].type, FDL_JV_STRING);
-    if (!fdl_jv_str_eq(d->buf, &d->tok[v], want, strlen(want)))
-        fail_msg("%s is \"%.*s\", want \"%s\"", key, (int)d->tok[v].len, d->buf + d->tok[v].start, want);
-}
-
-static int64_t jint(const jdoc *d, size_t obj, const char *key)
-{
-    size_t v = jget(d, obj, key);
-    int64_t x = -1;
-    assert_true(v > 0);
-    assert_int_equal(d->tok[v].type, FDL_JV_NUMBER);
-    assert_int_equal(fdl_jv_number_int(d->buf + d->tok[v].start, d->tok[v].len, &x), FDL_JV_OK);
-    return x;
-}
-
 static void cli_end_to_end(void **state)
 {
     fx *f = *state;
@@ -750,19 +700,19 @@ static void cli_end_to_end(void **state)
     cert(f, &c, 1, "dev-000001", "CN=dev-000001", NOW + 300 * DAY, 1);
     session(f, 1, c.fp, "dev-000001", "dev-000001", "10.0.0.1", NOW - 60, 0);
     assert_int_equal(cli(7, "audit", "--state", f->dir, "--now", now, "--json", json), FDL_EXIT_OK);
-    jdoc *d = calloc(1, sizeof *d);
-    jload(d, json);
-    jstr_is(d, 0, "command", "audit");
-    jstr_is(d, 0, "fleetdrill", FDL_VERSION);
-    assert_int_equal(jint(d, 0, "now"), NOW);
-    size_t fs = jget(d, 0, "findings");
+    fdl_test_jdoc doc = {0}, *d = &doc;
+    fdl_test_jload(d, json);
+    fdl_test_jstr_is(d, 0, "command", "audit");
+    fdl_test_jstr_is(d, 0, "fleetdrill", FDL_VERSION);
+    assert_int_equal(fdl_test_jint(d, 0, "now"), NOW);
+    size_t fs = fdl_test_jget(d, 0, "findings");
     assert_true(fs > 0);
     assert_int_equal(d->tok[fs].type, FDL_JV_ARRAY);
     assert_int_equal(d->tok[fs].size, 0);
-    size_t counts = jget(d, 0, "counts");
+    size_t counts = fdl_test_jget(d, 0, "counts");
     assert_true(counts > 0);
-    assert_int_equal(jint(d, counts, "critical"), 0);
-    assert_int_equal(jint(d, counts, "high"), 0);
+    assert_int_equal(fdl_test_jint(d, counts, "critical"), 0);
+    assert_int_equal(fdl_test_jint(d, counts, "high"), 0);
 
     /* The certificate is revoked while its session stays open: exit 4, CRITICAL first. */
     assert_int_equal(fdl_registry_cert_revoke(f->reg, c.fp, "stolen"), FDL_REG_OK);
@@ -771,17 +721,18 @@ static void cli_end_to_end(void **state)
     char opt[420];
     snprintf(opt, sizeof opt, "--json=%s", json);
     assert_int_equal(cli(6, "audit", "--state", f->dir, opt, "--now", now), FDL_EXIT_FINDINGS);
-    jload(d, json);
-    fs = jget(d, 0, "findings");
+    fdl_test_jfree(d);
+    fdl_test_jload(d, json);
+    fs = fdl_test_jget(d, 0, "findings");
     assert_int_equal(d->tok[fs].size, 1);
     size_t f0 = fs + 1;
     assert_int_equal(d->tok[f0].type, FDL_JV_OBJECT);
-    jstr_is(d, f0, "check", "cert-revoked-connected");
-    jstr_is(d, f0, "severity", "critical");
-    jstr_is(d, f0, "object_kind", "certificate");
-    jstr_is(d, f0, "object", c.fp);
-    counts = jget(d, 0, "counts");
-    assert_int_equal(jint(d, counts, "critical"), 1);
+    fdl_test_jstr_is(d, f0, "check", "cert-revoked-connected");
+    fdl_test_jstr_is(d, f0, "severity", "critical");
+    fdl_test_jstr_is(d, f0, "object_kind", "certificate");
+    fdl_test_jstr_is(d, f0, "object", c.fp);
+    counts = fdl_test_jget(d, 0, "counts");
+    assert_int_equal(fdl_test_jint(d, counts, "critical"), 1);
 
     /* A MEDIUM alone does not fail the build: exit 0. */
     fdl_reg_session close = {.id = 1, .open = 0, .at_ms = (NOW - 30) * 1000};
@@ -789,11 +740,12 @@ static void cli_end_to_end(void **state)
     tcert soon;
     cert(f, &soon, 2, "dev-000002", NULL, NOW + 5 * DAY, 1);
     assert_int_equal(cli(7, "audit", "--state", f->dir, "--now", now, "--json", json), FDL_EXIT_OK);
-    jload(d, json);
-    counts = jget(d, 0, "counts");
-    assert_int_equal(jint(d, counts, "medium"), 1);
-    jstr_is(d, jget(d, 0, "findings") + 1, "check", "cert-expiring");
-    free(d);
+    fdl_test_jfree(d);
+    fdl_test_jload(d, json);
+    counts = fdl_test_jget(d, 0, "counts");
+    assert_int_equal(fdl_test_jint(d, counts, "medium"), 1);
+    fdl_test_jstr_is(d, fdl_test_jget(d, 0, "findings") + 1, "check", "cert-expiring");
+    fdl_test_jfree(d);
 }
 
 int main(void)

@@ -123,3 +123,84 @@ bool fdl_test_decode_pct(const char *s, uint8_t *out, size_t cap, size_t *len)
     }
     return true;
 }
+
+void fdl_test_jparse(fdl_test_jdoc *d, const char *text, size_t len)
+{
+    d->buf = malloc(len ? len : 1);
+    d->tok = calloc(len + 1, sizeof *d->tok); /* never more tokens than bytes */
+    assert_true(d->buf && d->tok);
+    memcpy(d->buf, text, len);
+    d->len = len;
+    fdl_jv_limits lim = {.max_bytes = len + 1, .max_depth = 32, .max_tokens = (uint32_t)len + 1,
+                         .max_string = (uint32_t)len + 1};
+    size_t at = 0;
+    fdl_jv_status st = fdl_jv_parse(d->buf, d->len, &lim, d->tok, len + 1, &d->n, &at);
+    if (st != FDL_JV_OK)
+        fail_msg("JSON: %s at byte %zu: %.40s", fdl_jv_strerror(st), at, text + (at < len ? at : 0));
+}
+
+void fdl_test_jload(fdl_test_jdoc *d, const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char *text = NULL;
+    size_t len = 0, cap = 0, got;
+    do {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 65536;
+            text = realloc(text, cap);
+            assert_non_null(text);
+        }
+        got = fread(text + len, 1, cap - len, fp);
+        len += got;
+    } while (got > 0);
+    fclose(fp);
+    assert_true(len > 0);
+    fdl_test_jparse(d, text, len);
+    free(text);
+}
+
+void fdl_test_jfree(fdl_test_jdoc *d)
+{
+    free(d->buf);
+    free(d->tok);
+    memset(d, 0, sizeof *d);
+}
+
+size_t fdl_test_jget(const fdl_test_jdoc *d, size_t obj, const char *key)
+{
+    assert_int_equal(d->tok[obj].type, FDL_JV_OBJECT);
+    for (size_t k = obj + 1; k < d->tok[obj].end; k = d->tok[k + 1].end)
+        if (fdl_jv_str_eq(d->buf, &d->tok[k], key, strlen(key)))
+            return k + 1;
+    return 0;
+}
+
+size_t fdl_test_jat(const fdl_test_jdoc *d, size_t arr, size_t i)
+{
+    assert_int_equal(d->tok[arr].type, FDL_JV_ARRAY);
+    assert_true(i < d->tok[arr].size);
+    size_t k = arr + 1;
+    while (i-- > 0)
+        k = d->tok[k].end;
+    return k;
+}
+
+void fdl_test_jstr_is(const fdl_test_jdoc *d, size_t obj, const char *key, const char *want)
+{
+    size_t v = fdl_test_jget(d, obj, key);
+    assert_true(v > 0);
+    assert_int_equal(d->tok[v].type, FDL_JV_STRING);
+    if (!fdl_jv_str_eq(d->buf, &d->tok[v], want, strlen(want)))
+        fail_msg("%s is \"%.*s\", want \"%s\"", key, (int)d->tok[v].len, d->buf + d->tok[v].start, want);
+}
+
+int64_t fdl_test_jint(const fdl_test_jdoc *d, size_t obj, const char *key)
+{
+    size_t v = fdl_test_jget(d, obj, key);
+    int64_t x = -1;
+    assert_true(v > 0);
+    assert_int_equal(d->tok[v].type, FDL_JV_NUMBER);
+    assert_int_equal(fdl_jv_number_int(d->buf + d->tok[v].start, d->tok[v].len, &x), FDL_JV_OK);
+    return x;
+}

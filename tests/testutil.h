@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "cloud/json.h"
+
 /* Creates a fresh directory /tmp/fdl-test-<name>-XXXXXX; writes its path into buf. */
 void fdl_test_mkdtemp(const char *name, char *buf, size_t cap);
 /* rm -rf path (refuses anything outside /tmp). */
@@ -33,5 +35,30 @@ int fdl_test_hexval(int c);
  *   itself decoded. Everything else is copied. false on a bad escape or overflow.
  */
 bool fdl_test_decode_pct(const char *s, uint8_t *out, size_t cap, size_t *len);
+
+/*
+ * A parsed JSON document for checking writer output: the text is copied (test-owned,
+ * released by fdl_test_jfree) and parsed with cloud/json.h under generous limits;
+ * a parse failure fails the test with the byte offset.
+ */
+typedef struct fdl_test_jdoc {
+    uint8_t *buf;
+    size_t len;
+    fdl_jv_tok *tok;
+    size_t n;
+} fdl_test_jdoc;
+
+void fdl_test_jparse(fdl_test_jdoc *d, const char *text, size_t len);
+/* fdl_test_jparse of a whole file. */
+void fdl_test_jload(fdl_test_jdoc *d, const char *path);
+void fdl_test_jfree(fdl_test_jdoc *d);
+/* Index of member key's value in object obj, or 0 if absent. */
+size_t fdl_test_jget(const fdl_test_jdoc *d, size_t obj, const char *key);
+/* Index of element i of array arr (fails the test when out of range). */
+size_t fdl_test_jat(const fdl_test_jdoc *d, size_t arr, size_t i);
+/* Asserts that member key of obj is the string want. */
+void fdl_test_jstr_is(const fdl_test_jdoc *d, size_t obj, const char *key, const char *want);
+/* Member key of obj as an integer (fails the test unless it is one). */
+int64_t fdl_test_jint(const fdl_test_jdoc *d, size_t obj, const char *key);
 
 #endif
