@@ -21,6 +21,12 @@
 #define ATK_SETTLE_MS 600u     /* after an action: the broker delivers or logs well within this */
 #define ATK_LOG_WAIT_MS 1500u  /* Mosquitto's log line may trail its action */
 
+/* Mosquitto logs a failed TLS accept in one of two forms, depending on whether the
+ * client's first bytes were already there when it accepted ("Client connection from
+ * <addr> failed: <error>") or came later ("OpenSSL Error[0]: <error>"); both quote
+ * OpenSSL's error string, which names its library. */
+#define ATK_BROKER_TLS_ERROR "SSL routines"
+
 typedef struct atk_env {
     fdl_state st;
     const fdl_atk_target *t;

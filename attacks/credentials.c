@@ -49,7 +49,7 @@ int fdl_atk_stolen_cert(const fdl_atk_target *t, const char *victim_id, fdl_atk_
     fdl_tls_client_cfg tls = atk_env_tls(&e, &cert, &key);
     fdl_atk_sess *s = atk_env_sess(&e, l, victim_id, &tls, 0);
     stage = fdl_atk_sess_connect(s, ATK_CONNECT_MS, "attacker", r);
-    note_broker(&e, r, stage == FDL_ATK_STAGE_NONE ? "New client connected" : "OpenSSL Error");
+    note_broker(&e, r, stage == FDL_ATK_STAGE_NONE ? "New client connected" : ATK_BROKER_TLS_ERROR);
 cleanup:
     fdl_atk_loop_free(l);
     mbedtls_pk_free(&key);

@@ -40,8 +40,7 @@ int fdl_atk_tls12(const fdl_atk_target *t, const char *as_id, fdl_atk_result *r)
                                                                             : "without a client certificate");
     fdl_atk_sess *s = atk_env_sess(&e, l, as_id ? as_id : "tls12-attacker", &tls, 0);
     stage = fdl_atk_sess_connect(s, ATK_CONNECT_MS, "attacker", r);
-    /* Mosquitto logs a failed TLS accept as "Client connection from <addr> failed: <OpenSSL error>". */
-    if (fdl_atk_log_wait(t, e.log_from, "Client connection from", 3, ATK_LOG_WAIT_MS, r) <= 0)
+    if (fdl_atk_log_wait(t, e.log_from, ATK_BROKER_TLS_ERROR, 3, ATK_LOG_WAIT_MS, r) <= 0)
         fdl_atk_note(r, "broker log: no failed-connection line since the attack began");
 cleanup:
     fdl_atk_loop_free(l);
@@ -162,7 +161,7 @@ int fdl_atk_plaintext(const fdl_atk_target *t, const char *client_id, fdl_atk_re
         fdl_atk_note(r, "received nothing back");
     fdl_atk_note(r, "then: %s", end);
     stage = accepted ? FDL_ATK_STAGE_NONE : FDL_ATK_STAGE_TLS;
-    if (fdl_atk_log_wait(t, log_from, "Client connection from", 3, ATK_LOG_WAIT_MS, r) <= 0)
+    if (fdl_atk_log_wait(t, log_from, ATK_BROKER_TLS_ERROR, 3, ATK_LOG_WAIT_MS, r) <= 0)
         fdl_atk_note(r, "broker log: no failed-connection line since the attack began");
 cleanup:
     if (fd >= 0)

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cloud/enroll.h"
 #include "cloud/pki.h"
@@ -20,6 +21,11 @@ int atk_env_open(atk_env *e, const fdl_atk_target *t, fdl_atk_result *r)
     e->log_from = fdl_atk_log_offset(t);
     if (!t->state_dir || !t->host) {
         fdl_atk_note(r, "setup: target without a state directory or host");
+        return -1;
+    }
+    /* fdl_state_init would create a missing directory: a typo must not become an empty fleet. */
+    if (access(t->state_dir, F_OK) != 0) {
+        fdl_atk_note(r, "setup: state directory %s does not exist", t->state_dir);
         return -1;
     }
     if (fdl_tls_global_init() != 0) {

@@ -269,10 +269,13 @@ static int connect_done(void *ud)
 
 int fdl_atk_sess_connect(fdl_atk_sess *s, unsigned timeout_ms, const char *who, fdl_atk_result *r)
 {
-    if (!s)
-        return FDL_ATK_STAGE_SETUP;
-    run_until(s->loop, connect_done, s, timeout_ms);
     who = who ? who : "client";
+    if (!s) {
+        if (r)
+            fdl_atk_note(r, "%s: could not create the session (out of memory or loop full)", who);
+        return FDL_ATK_STAGE_SETUP;
+    }
+    run_until(s->loop, connect_done, s, timeout_ms);
     const char *ver = s->tp ? fdl_tls_version(s->tp) : NULL;
     if (s->online) {
         if (r)
