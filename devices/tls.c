@@ -58,6 +58,34 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
     return (int)n;
 }
 
+/* RFC 8446 names of the alerts a peer may end a handshake with. */
+static const char *alert_name(int d)
+{
+    switch (d) {
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 109: return "missing_extension";
+    case 112: return "unrecognized_name";
+    case 116: return "certificate_required";
+    case 120: return "no_application_protocol";
+    default: return "alert";
+    }
+}
+
 /* Maps an mbedTLS error to a transport error and records a readable cause. */
 static int tls_fail(tls_layer *t, int ret)
 {
@@ -73,7 +101,11 @@ static int tls_fail(tls_layer *t, int ret)
         snprintf(t->err, sizeof t->err, "server certificate rejected: %s", vb[0] ? vb : eb);
         err = FDL_TP_ECERT;
     } else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
-        snprintf(t->err, sizeof t->err, "fatal alert from peer");
+        /* mbedTLS has no getter for the alert it received; the record it just
+         * parsed is still in in_msg (level, description), as its own debug log reads it. */
+        const unsigned char *m = t->ssl.MBEDTLS_PRIVATE(in_msg);
+        int desc = m ? m[1] : -1;
+        snprintf(t->err, sizeof t->err, "fatal alert from peer: %d %s", desc, alert_name(desc));
         err = FDL_TP_ETLSALERT;
     } else if (ret == MBEDTLS_ERR_NET_RECV_FAILED || ret == MBEDTLS_ERR_NET_SEND_FAILED ||
                ret == MBEDTLS_ERR_SSL_CONN_EOF || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
@@ -213,7 +245,7 @@ fdl_transport *fdl_tls_new(fdl_transport *lower, const fdl_tls_client_cfg *cfg)
                                                                  : MBEDTLS_SSL_VERSION_TLS1_3);
     mbedtls_ssl_conf_max_tls_version(&t->conf, cfg->allow_tls12 ? MBEDTLS_SSL_VERSION_TLS1_2
                                                                  : MBEDTLS_SSL_VERSION_TLS1_3);
-    mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_authmode(&t->conf, cfg->verify_none ? MBEDTLS_SSL_VERIFY_NONE : MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&t->conf, cfg->trust, NULL);
     mbedtls_ssl_conf_rng(&t->conf, cfg->f_rng, cfg->p_rng);
     mbedtls_ssl_conf_groups(&t->conf, tls_groups);

@@ -24,6 +24,11 @@ typedef struct fdl_tls_client_cfg {
     int (*f_rng)(void *, unsigned char *, size_t);
     void *p_rng;
     int allow_tls12;              /* 0 for devices (TLS 1.3 only); attack tooling may set 1 */
+    int verify_none;              /* 0 for devices. 1 = MBEDTLS_SSL_VERIFY_NONE: the server's
+                                     certificate is not checked at all — the insecure
+                                     configuration of a misconfigured device ("pinning off"),
+                                     which attack drills use as an ablation. Never set it
+                                     anywhere else. */
 } fdl_tls_client_cfg;
 
 /* Once per process before any TLS layer: initialises PSA crypto (TLS 1.3 needs it). 0 on success. */
@@ -40,7 +45,8 @@ fdl_transport *fdl_tls_new(fdl_transport *lower, const fdl_tls_client_cfg *cfg);
 
 /* Microseconds the handshake took (from lower CONNECTED to done); 0 until done. */
 uint64_t fdl_tls_handshake_us(const fdl_transport *t);
-/* Human-readable cause of the last failure ("" if none): mbedTLS error and verify flags. */
+/* Human-readable cause of the last failure ("" if none): mbedTLS error and verify flags,
+ * or the description of a fatal alert the peer sent ("fatal alert from peer: 70 protocol_version"). */
 const char *fdl_tls_last_error(const fdl_transport *t);
 /* Negotiated protocol ("TLSv1.3") or NULL before the handshake completes. */
 const char *fdl_tls_version(const fdl_transport *t);
