@@ -75,6 +75,7 @@ int fdl_device_init(fdl_device *d, uint32_t index, const char *id, const fdl_dev
     d->tls.server_name = env->server_name;
     d->tls.f_rng = env->f_rng;
     d->tls.p_rng = env->p_rng;
+    d->tls.verify_none = env->verify_none;
     d->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)index * 0xBF58476D1CE4E5B9ull + 1);
     d->battery = 100.0 - (double)(index % 40);
     fdl_backoff_init(&d->backoff, env->params.backoff_base_ms, env->params.backoff_cap_ms);
@@ -138,15 +139,10 @@ static void fail(fdl_device *d, fdl_device_fail why, const char *detail)
     snprintf(d->last_error, sizeof d->last_error, "%s%s%s", fdl_device_fail_name(why),
              detail && *detail ? ": " : "", detail ? detail : "");
     set_state(d, FDL_DEV_BACKOFF);
-    if (was == FDL_DEV_ONLINE) {
-        if (!d->claiming)   /* a claim session was never online for the fleet */
-            d->env->hooks->offline(d, why, d->env->hooks_ud);
-    } else {
-        d->env->hooks->attempt_done(d, false, why, d->env->hooks_ud);
-    }
     /* A refusal is the cloud saying no to this identity: CONNACK "not authorized"
      * (registry, policy) or a fatal alert during the handshake (the broker's TLS
-     * layer refused our certificate, e.g. it is on the CRL). */
+     * layer refused our certificate, e.g. it is on the CRL). Decided before the
+     * hooks run, so what the fleet records with them includes the revoked state. */
     if (why == FDL_FAIL_MQTT_REFUSED || why == FDL_FAIL_TLS_ALERT) {
         uint32_t limit = d->n_online ? d->env->params.revoked_after_refusals : d->env->params.revoked_after_refusals_new;
         if (!limit)
@@ -156,6 +152,12 @@ static void fail(fdl_device *d, fdl_device_fail why, const char *detail)
             FDL_INFO("device", "%s: refused %u times in a row: revoked state (LED on), publishing stopped",
                      d->id, d->refused_in_row);
         }
+    }
+    if (was == FDL_DEV_ONLINE) {
+        if (!d->claiming)   /* a claim session was never online for the fleet */
+            d->env->hooks->offline(d, why, d->env->hooks_ud);
+    } else {
+        d->env->hooks->attempt_done(d, false, why, d->env->hooks_ud);
     }
     uint64_t delay = d->revoked ? d->env->params.backoff_cap_ms : fdl_backoff_next(&d->backoff, rnd32(d));
     uv_timer_start(&d->sim_timer, sim_timer_cb, fdl_vclock_real_delay_ms(d->env->clock, delay), 0);

@@ -105,6 +105,8 @@ typedef struct fdl_device_env {
     fdl_device_params params;
     const fdl_device_hooks *hooks;
     void *hooks_ud;
+    int verify_none;              /* 0 for devices. 1 = the ablation "pinning off": the broker's
+                                     certificate is not checked (fdl_tls_client_cfg.verify_none) */
 } fdl_device_env;
 
 struct fdl_device {

@@ -18,6 +18,7 @@
 #include "sim/alloc.h"
 #include "sim/broker.h"
 #include "sim/context.h"
+#include "sim/drillenv.h"
 #include "sim/fdl_log.h"
 #include "sim/fleet.h"
 #include "sim/json.h"
@@ -142,41 +143,6 @@ int fdl_cmd_pki(int argc, char **argv)
 
 /* ---- provisioning ----------------------------------------------------------- */
 
-static int provision_fleet(fdl_ctx *ctx, fdl_pki *issuer, uint32_t first, uint32_t n, fdl_profile profile,
-                           uint32_t *made)
-{
-    char id[FDL_DEVICE_ID_MAX], err[512];
-    *made = 0;
-    fdl_progress *bar = fdl_progress_new(stderr, "provisioning", n);
-    uint64_t t0 = fdl_now_ns();
-    int rc = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (fdl_fleet_stop_requested()) {
-            rc = -2;
-            break;
-        }
-        fdl_device_id(first + i, id, sizeof id);
-        int r = fdl_identity_provision(&ctx->st, ctx->se, issuer, id, profile, mbedtls_ctr_drbg_random,
-                                       &ctx->drbg, err, sizeof err);
-        if (r < 0) {
-            fdl_progress_finish(bar);
-            fprintf(stderr, "fleetdrill: provisioning failed: %s\n", err);
-            rc = -1;
-            break;
-        }
-        *made += (uint32_t)r;
-        fdl_progress_update(bar, i + 1, "%u new", *made);
-    }
-    fdl_progress_finish(bar);
-    fdl_progress_free(bar);
-    if (*made > 0) {
-        double s = (double)(fdl_now_ns() - t0) / 1e9;
-        fprintf(stderr, "fleetdrill: provisioned %u new identities in %.1f s (%.0f/s)\n", *made, s,
-                s > 0 ? *made / s : 0.0);
-    }
-    return rc;
-}
-
 int fdl_cmd_provision(int argc, char **argv)
 {
     const char *state = fdl_default_state_dir();
@@ -225,7 +191,7 @@ int fdl_cmd_provision(int argc, char **argv)
     if (r != 0)
         fprintf(stderr, "fleetdrill: %s\n", err);
     else
-        r = provision_fleet(&ctx, ctx.pki, first, n, profile, &made);
+        r = fdl_drillenv_provision(&ctx, ctx.pki, first, n, profile, &made);
     if (r == 0 && fdl_cloud_prepare_fleet(&ctx, first, n, FDL_PROV_DIRECT, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "fleetdrill: %s\n", err);
         r = -1;
@@ -388,42 +354,19 @@ typedef struct run_opts {
 
 typedef struct progress_ctx {
     fdl_progress *bar;
+    const char *label;
     uint32_t total;
 } progress_ctx;
 
+/* On the fleet thread; the bar is made at the first call, after the set-up lines. */
 static void on_progress(void *ud, uint32_t online, uint32_t ever, uint32_t failed, uint64_t acked, double el)
 {
     progress_ctx *p = ud;
     (void)el;
+    if (!p->bar && !(p->bar = fdl_progress_new(stderr, p->label, p->total)))
+        return;
     fdl_progress_update(p->bar, ever, "online %u, failed attempts %u, acked %llu", online, failed,
                         (unsigned long long)acked);
-}
-
-static int write_run_json(const fdl_ctx *ctx, const fdl_broker *b, const run_opts *o)
-{
-    fdl_json *j = fdl_json_new(1 << 16);
-    char ca[FDL_PATH_MAX], chain[FDL_PATH_MAX];
-    snprintf(ca, sizeof ca, "%s/%s", ctx->st.pki_dir, FDL_PKI_ROOT_PEM);
-    snprintf(chain, sizeof chain, "%s/%s", ctx->st.pki_dir, FDL_PKI_CHAIN_PEM);
-    fdl_json_set_pretty(j, 1);
-    fdl_json_obj_begin(j, NULL);
-    fdl_json_obj_begin(j, "broker");
-    fdl_json_str(j, "host", fdl_broker_host(b));
-    fdl_json_uint(j, "port", fdl_broker_port(b));
-    fdl_json_str(j, "server_name", "localhost");
-    fdl_json_str(j, "ca_file", ca);
-    fdl_json_str(j, "chain_file", chain);
-    fdl_json_int(j, "pid", (int64_t)fdl_broker_pid(b));
-    fdl_json_str(j, "log", fdl_broker_log_path(b));
-    fdl_json_obj_end(j);
-    fdl_json_int(j, "pid", (int64_t)getpid());
-    fdl_json_uint(j, "devices", o->devices);
-    fdl_json_str(j, "softhsm2_conf", ctx->st.hsm_conf);
-    fdl_json_str(j, "openssl_conf", ctx->openssl_cnf);
-    fdl_json_obj_end(j);
-    int r = fdl_json_write_file(j, ctx->st.run_json);
-    fdl_json_free(j);
-    return r;
 }
 
 static void us_fmt(char *buf, size_t cap, uint64_t us)
@@ -694,8 +637,7 @@ static int do_run(run_opts *o)
     char err[1024];
     int rc = FDL_EXIT_ERROR;
     fdl_ctx ctx;
-    fdl_broker *broker = NULL;
-    fdl_prov *prov = NULL;
+    fdl_drillenv *env = NULL;
     uint64_t got_nofile = 0;
     fdl_raise_nofile_limit((uint64_t)o->devices * 2 + 1024, &got_nofile);
     if (got_nofile < (uint64_t)o->devices + 256)
@@ -706,101 +648,47 @@ static int do_run(run_opts *o)
         fprintf(stderr, "fleetdrill: %s\n", err);
         return FDL_EXIT_ERROR;
     }
-    uint32_t made;
-    if (fdl_ctx_open_cloud(&ctx, o->provision == FDL_PROV_JITR, err, sizeof err) != 0) {
-        fprintf(stderr, "fleetdrill: %s\n", err);
-        goto out;
-    }
-    /* Claim: the devices get their keys now and ask for their certificates themselves. */
-    fdl_pki *issuer = o->provision == FDL_PROV_JITR ? ctx.factory : o->provision == FDL_PROV_CLAIM ? NULL : ctx.pki;
-    int pr = provision_fleet(&ctx, issuer, o->first, o->devices, o->profile, &made);
-    if (pr != 0) {
-        rc = pr == -2 ? FDL_EXIT_INTERRUPTED : FDL_EXIT_ERROR;
-        goto out;
-    }
-    uint32_t written = 0;
-    if (fdl_cloud_prepare_fleet(&ctx, o->first, o->devices, o->provision, &written, err, sizeof err) != 0) {
-        fprintf(stderr, "fleetdrill: registry: %s\n", err);
-        goto out;
-    }
-    if (written)
-        fprintf(stderr, "fleetdrill: registry: %u %s\n", written,
-                o->provision == FDL_PROV_DIRECT ? "certificates enrolled" : "manufacturing records written");
-    char claim_cert[1200], claim_key[1200];
-    if (o->provision == FDL_PROV_CLAIM) {
-        if (fdl_enroll_claim(ctx.reg, ctx.pki, ctx.st.pki_dir, err, sizeof err) != 0) {
-            fprintf(stderr, "fleetdrill: claim credential: %s\n", err);
-            goto out;
+    fdl_drillenv_opts eo;
+    fdl_drillenv_opts_init(&eo, &ctx);
+    eo.devices = o->devices;
+    eo.first = o->first;
+    eo.profile = o->profile;
+    eo.provision = o->provision;
+    eo.port = o->port;
+    eo.rules_path = o->rules_path;
+    eo.write_run_json = 1;
+    eo.progress = 1;
+    eo.fleet = o->fleet;
+    eo.fleet.duration_ms = (uint64_t)(o->duration_s * 1000.0);
+    eo.fleet.stop_when_all_online = o->bench;
+    eo.fleet.finalize_se_at_end = 1;   /* nothing uses the tokens after the run */
+    progress_ctx pc = {NULL, o->bench ? "connecting" : "fleet", o->devices};
+    eo.on_progress = on_progress;
+    eo.progress_ud = &pc;
+    int sr = fdl_drillenv_start(&eo, &env, err, sizeof err);
+    if (sr != 0) {
+        if (sr == -2) {
+            rc = FDL_EXIT_INTERRUPTED;
+        } else {
+            fprintf(stderr, "fleetdrill: %s\n", err);
         }
-        fdl_enroll_actor_paths(ctx.st.pki_dir, FDL_CLAIM_ID, claim_cert, claim_key, sizeof claim_cert);
-        o->fleet.claim_cert_file = claim_cert;
-        o->fleet.claim_key_file = claim_key;
-    }
-
-    fdl_broker_opts bo;
-    fdl_broker_opts_init(&bo);
-    fdl_cloud_broker_bufs bb;
-    char root[FDL_PATH_MAX];
-    snprintf(root, sizeof root, "%s/%s", ctx.st.pki_dir, FDL_PKI_ROOT_PEM);
-    if (fdl_cloud_broker_opts(&ctx, &bo, &bb, err, sizeof err) != 0) {
-        fprintf(stderr, "fleetdrill: broker: %s\n", err);
         goto out;
     }
-    bo.port = o->port;
-    if (fdl_broker_start(&bo, &broker, err, sizeof err) != 0) {
-        fprintf(stderr, "fleetdrill: broker: %s\n", err);
+    fdl_drillenv_join(env);
+    if (pc.bar) {
+        fdl_progress_finish(pc.bar);
+        fdl_progress_free(pc.bar);
+    }
+    o->have_prov = fdl_drillenv_prov_stats(env, &o->prov) == 0;
+    const fdl_fleet_result *resp;
+    const char *ferr;
+    if (fdl_drillenv_result(env, &resp, &ferr) != 0) {
+        fprintf(stderr, "fleetdrill: %s\n", ferr);
         goto out;
     }
-    fprintf(stderr, "fleetdrill: mosquitto listening on %s:%u (TLS 1.3 only, client certificates required, "
-                    "registry and per-device policy enforced by the fleetdrill plugin)\n",
-            fdl_broker_host(broker), fdl_broker_port(broker));
-    {
-        char pcert[1200], pkey[1200], rules[FDL_PATH_MAX];
-        fdl_enroll_actor_paths(ctx.st.pki_dir, FDL_ACTOR_PROVISIONING, pcert, pkey, sizeof pcert);
-        snprintf(rules, sizeof rules, "%s", o->rules_path ? o->rules_path : FDL_SOURCE_DIR "/cloud/registration.lua");
-        fdl_prov_cfg pc = {.host = fdl_broker_host(broker), .port = fdl_broker_port(broker), .cafile = root,
-                           .certfile = pcert, .keyfile = pkey, .registry_path = ctx.st.registry,
-                           .rules_path = rules, .verbose = getenv("FLEETDRILL_LOG") != NULL,
-                           .issuer = o->provision == FDL_PROV_CLAIM ? ctx.pki : NULL};
-        if (fdl_prov_start(&pc, &prov, err, sizeof err) != 0) {
-            fprintf(stderr, "fleetdrill: provisioning service: %s\n", err);
-            goto out;
-        }
-    }
-    if (write_run_json(&ctx, broker, o) != 0)
-        fprintf(stderr, "fleetdrill: warning: cannot write %s\n", ctx.st.run_json);
-
-    o->fleet.n_devices = o->devices;
-    o->fleet.first_index = o->first;
-    o->fleet.state = &ctx.st;
-    o->fleet.se = ctx.se;
-    o->fleet.trust_file = root;
-    o->fleet.broker_host = fdl_broker_host(broker);
-    o->fleet.broker_port = fdl_broker_port(broker);
-    o->fleet.duration_ms = (uint64_t)(o->duration_s * 1000.0);
-    o->fleet.stop_when_all_online = o->bench;
-    o->fleet.finalize_se_at_end = 1;   /* nothing uses the tokens after the run */
-    o->fleet.distinct_sources = 1;
-
-    progress_ctx pc = {fdl_progress_new(stderr, o->bench ? "connecting" : "fleet", o->devices), o->devices};
-    fdl_fleet_result res;
-    int fr = fdl_fleet_run(&o->fleet, &res, on_progress, &pc, err, sizeof err);
-    fdl_progress_finish(pc.bar);
-    fdl_progress_free(pc.bar);
-    unlink(ctx.st.run_json);
-    if (prov) {
-        fdl_prov_get_stats(prov, &o->prov);
-        o->have_prov = 1;
-        fdl_prov_stop(prov);
-        prov = NULL;
-    }
-    fdl_broker_stop(broker);
-    if (fr != 0) {
-        fprintf(stderr, "fleetdrill: %s\n", err);
-        goto out;
-    }
+    fdl_fleet_result res = *resp;
     if (res.load_failed)
-        fprintf(stderr, "fleetdrill: %s\n", err);
+        fprintf(stderr, "fleetdrill: %s\n", ferr);
 
     if (o->bench) {
         double rate = res.all_connected_s > 0 ? res.connected / res.all_connected_s : 0;
@@ -837,11 +725,7 @@ static int do_run(run_opts *o)
     else
         rc = res.connected == res.devices ? FDL_EXIT_OK : FDL_EXIT_INCOMPLETE;
 out:
-    fdl_prov_stop(prov);
-    if (broker) {
-        fdl_broker_stop(broker);
-        fdl_broker_free(broker);
-    }
+    fdl_drillenv_free(env);
     fdl_ctx_close(&ctx);
     return rc;
 }

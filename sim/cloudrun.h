@@ -38,7 +38,7 @@ int fdl_cloud_prepare_fleet(fdl_ctx *ctx, uint32_t first, uint32_t n, fdl_prov_m
  * (published now). Strings live in *bufs (caller storage). 0 or -1 with err. */
 typedef struct fdl_cloud_broker_bufs {
     char cafile[1200], cert[1200], key[1200], registry[1200], crl[1200];
-    fdl_broker_kv kv[1];
+    fdl_broker_kv kv[4];          /* [0] the registry; the rest free for the caller (ablations) */
 } fdl_cloud_broker_bufs;
 int fdl_cloud_broker_opts(fdl_ctx *ctx, fdl_broker_opts *bo, fdl_cloud_broker_bufs *bufs, char *err, size_t errcap);
 

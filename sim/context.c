@@ -162,6 +162,24 @@ int fdl_ctx_open_cloud(fdl_ctx *c, int want_factory, char *err, size_t errcap)
     return fdl_enroll_actors(c->reg, c->pki, c->st.pki_dir, err, errcap);
 }
 
+int fdl_ctx_reset_cloud(fdl_ctx *c, int want_factory, char *err, size_t errcap)
+{
+    fdl_registry_free(c->reg);
+    c->reg = NULL;
+    fdl_pki_free(c->factory);
+    c->factory = NULL;
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        char path[FDL_PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s%s", c->st.registry, suffix[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(err, errcap, "cannot remove %s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    return fdl_ctx_open_cloud(c, want_factory, err, errcap);
+}
+
 int fdl_ctx_write_broker_cafile(const fdl_ctx *c, char *path, size_t cap)
 {
     char a[FDL_PATH_MAX + 32], b[FDL_PATH_MAX + 64];

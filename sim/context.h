@@ -41,6 +41,15 @@ void fdl_ctx_close(fdl_ctx *c);
  */
 int fdl_ctx_open_cloud(fdl_ctx *c, int want_factory, char *err, size_t errcap);
 
+/*
+ * The control plane from scratch: closes the registry (and the factory CA), deletes
+ * <state>/registry.db with its WAL files, and opens the cloud again
+ * (fdl_ctx_open_cloud): the CAs and cloud actors are registered anew, no device
+ * is known. Identities and CAs on disk are kept. For drills, which each start
+ * from a clean registry. 0 or -1 with err.
+ */
+int fdl_ctx_reset_cloud(fdl_ctx *c, int want_factory, char *err, size_t errcap);
+
 /* <state>/broker/cafile.pem: every CA the broker's TLS layer accepts client
  * certificates from (fleet chain, then the factory chain if there is one). */
 int fdl_ctx_write_broker_cafile(const fdl_ctx *c, char *path, size_t cap);

@@ -28,6 +28,95 @@ int fdl_fleet_stop_requested(void)
     return g_stop_requested != 0;
 }
 
+/* ---- live view ----------------------------------------------------------- */
+
+typedef struct live_dev {
+    atomic_int online, revoked;
+    atomic_uint n_online, n_refused;
+    atomic_ullong acked, last_online_ns, last_offline_ns, last_refused_ns;
+    atomic_int last_fail;
+} live_dev;
+
+struct fdl_fleet_live {
+    uint32_t n;
+    atomic_int running;
+    live_dev *d;
+};
+
+fdl_fleet_live *fdl_fleet_live_new(uint32_t n_devices)
+{
+    fdl_fleet_live *l = fdl_calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->d = fdl_calloc(n_devices ? n_devices : 1, sizeof *l->d);
+    if (!l->d) {
+        fdl_free(l);
+        return NULL;
+    }
+    l->n = n_devices;
+    return l;
+}
+
+void fdl_fleet_live_free(fdl_fleet_live *l)
+{
+    if (!l)
+        return;
+    fdl_free(l->d);
+    fdl_free(l);
+}
+
+int fdl_fleet_live_get(const fdl_fleet_live *l, uint32_t i, fdl_fleet_dev_view *out)
+{
+    if (!l || i >= l->n)
+        return -1;
+    live_dev *d = &l->d[i];
+    out->online = atomic_load(&d->online);
+    out->revoked = atomic_load(&d->revoked);
+    out->n_online = atomic_load(&d->n_online);
+    out->n_refused = atomic_load(&d->n_refused);
+    out->acked = atomic_load(&d->acked);
+    out->last_online_ns = atomic_load(&d->last_online_ns);
+    out->last_offline_ns = atomic_load(&d->last_offline_ns);
+    out->last_refused_ns = atomic_load(&d->last_refused_ns);
+    out->last_fail = atomic_load(&d->last_fail);
+    return 0;
+}
+
+void fdl_fleet_live_totals_get(const fdl_fleet_live *l, fdl_fleet_live_totals *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!l)
+        return;
+    out->devices = l->n;
+    out->running = atomic_load(&l->running);
+    for (uint32_t i = 0; i < l->n; i++) {
+        live_dev *d = &l->d[i];
+        out->online += atomic_load(&d->online) != 0;
+        out->ever_online += atomic_load(&d->n_online) != 0;
+        out->revoked += atomic_load(&d->revoked) != 0;
+        out->acked += atomic_load(&d->acked);
+    }
+}
+
+/* The live entry of device d, or NULL without a live view. */
+static live_dev *live_of(const fdl_fleet_cfg *cfg, const fdl_device *d)
+{
+    return cfg->live && d->index < cfg->live->n ? &cfg->live->d[d->index] : NULL;
+}
+
+static void live_failed(live_dev *l, const fdl_device *d, fdl_device_fail why)
+{
+    if (!l)
+        return;
+    uint64_t now = fdl_now_ns();
+    atomic_store(&l->last_fail, (int)why);
+    if (why == FDL_FAIL_MQTT_REFUSED || why == FDL_FAIL_TLS_ALERT) {
+        atomic_fetch_add(&l->n_refused, 1);
+        atomic_store(&l->last_refused_ns, now);
+    }
+    atomic_store(&l->revoked, d->revoked ? 1 : 0);
+}
+
 struct fleet;
 
 typedef struct worker {
@@ -123,11 +212,17 @@ static void hook_want_connect(fdl_device *d, void *ud)
 static void hook_attempt_done(fdl_device *d, bool online, fdl_device_fail why, void *ud)
 {
     worker *w = ud;
-    (void)why;
+    live_dev *l = live_of(w->fl->cfg, d);
     w->connecting--;
     if (online && d->claiming) {
         /* Connected with the claim credential: not online yet, but no longer connecting. */
     } else if (online) {
+        if (l) {
+            atomic_store(&l->last_online_ns, fdl_now_ns());
+            atomic_fetch_add(&l->n_online, 1);
+            atomic_store(&l->revoked, 0);
+            atomic_store(&l->online, 1);
+        }
         atomic_fetch_add(&w->online, 1);
         fdl_hist_add(w->hs, d->handshake_us);
         fdl_hist_add(w->conn, d->connect_us);
@@ -136,6 +231,7 @@ static void hook_attempt_done(fdl_device *d, bool online, fdl_device_fail why, v
             atomic_store(&w->last_first_online_ns, fdl_now_ns());
         }
     } else {
+        live_failed(l, d, why);
         atomic_fetch_add(&w->failed_attempts, 1);
     }
     pump(w);
@@ -144,15 +240,21 @@ static void hook_attempt_done(fdl_device *d, bool online, fdl_device_fail why, v
 static void hook_offline(fdl_device *d, fdl_device_fail why, void *ud)
 {
     worker *w = ud;
-    (void)d;
-    (void)why;
+    live_dev *l = live_of(w->fl->cfg, d);
+    if (l) {
+        atomic_store(&l->online, 0);
+        atomic_store(&l->last_offline_ns, fdl_now_ns());
+        live_failed(l, d, why);
+    }
     atomic_fetch_sub(&w->online, 1);
 }
 
 static void hook_puback(fdl_device *d, uint64_t lat, void *ud)
 {
     worker *w = ud;
-    (void)d;
+    live_dev *l = live_of(w->fl->cfg, d);
+    if (l)
+        atomic_fetch_add(&l->acked, 1);
     fdl_hist_add(w->ack, lat);
     atomic_fetch_add(&w->acked, 1);
 }
@@ -299,6 +401,7 @@ static int worker_init(fleet *fl, worker *w, unsigned idx, uint32_t first, uint3
     w->env.params = cfg->params;
     w->env.hooks = &worker_hooks;
     w->env.hooks_ud = w;
+    w->env.verify_none = cfg->verify_none;
     return 0;
 }
 
@@ -399,9 +502,11 @@ int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_pro
     fl.start_ns = fdl_now_ns();
     double cpu0 = fdl_cpu_seconds();
     atomic_store(&fl.go, 1);
+    if (cfg->live)
+        atomic_store(&cfg->live->running, 1);
 
     int all_seen = 0;
-    while (!g_stop_requested) {
+    while (!g_stop_requested && !(cfg->stop && atomic_load(cfg->stop))) {
         usleep(100000);
         uint32_t online = 0, ever = 0;
         uint64_t failed = 0, acked = 0;
@@ -440,6 +545,8 @@ int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_pro
     ret = 0;
 
 cleanup:
+    if (cfg->live)
+        atomic_store(&cfg->live->running, 0);
     atomic_store(&fl.stop, 1);
     if (atomic_load(&fl.go) == 0)
         atomic_store(&fl.go, -1);

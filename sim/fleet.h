@@ -6,8 +6,12 @@
  * (token logins happen in parallel), then admits connection attempts with a cap
  * on how many are in progress at once (a TLS handshake storm would otherwise
  * overflow the broker's accept queue and turn into timeouts). The run ends after
- * the configured real duration, on fdl_fleet_request_stop (signals), or — for
+ * the configured real duration, when the run's own stop flag (cfg->stop) is set,
+ * on fdl_fleet_request_stop (signals: every run in the process), or — for
  * benchmarks — once every device has connected.
+ *
+ * While it runs, another thread may watch it through a live view (cfg->live):
+ * per-device online / revoked state and event times, updated by the workers.
  */
 #ifndef FDL_FLEET_H
 #define FDL_FLEET_H
@@ -19,6 +23,41 @@
 #include "devices/se.h"
 #include "sim/identity.h"
 #include "sim/metrics.h"
+
+/*
+ * A live view of a running fleet, for a thread other than the workers (a scenario
+ * engine watching devices while it attacks them). Allocated by the caller for at
+ * least n_devices entries, given to the run in cfg->live, read at any time with
+ * fdl_fleet_live_get / fdl_fleet_live_totals (lock-free atomics), freed after the
+ * run returned. Entry i is the device of fleet index first_index + i.
+ */
+typedef struct fdl_fleet_live fdl_fleet_live;
+
+/* NULL when out of memory. Free with fdl_fleet_live_free (NULL is a no-op). */
+fdl_fleet_live *fdl_fleet_live_new(uint32_t n_devices);
+void fdl_fleet_live_free(fdl_fleet_live *l);
+
+/* One device as the workers last saw it. Times are fdl_now_ns() values (monotonic), 0 = never. */
+typedef struct fdl_fleet_dev_view {
+    int online;                /* CONNACK accepted and the connection is up */
+    int revoked;               /* the device's own "revoked" LED (repeated refusals) */
+    uint32_t n_online;         /* connections that reached online */
+    uint32_t n_refused;        /* attempts refused by the cloud (CONNACK refused or fatal TLS alert) */
+    uint64_t acked;            /* telemetry acknowledged */
+    uint64_t last_online_ns, last_offline_ns, last_refused_ns;
+    int last_fail;             /* fdl_device_fail of the last failure (FDL_FAIL_NONE if none) */
+} fdl_fleet_dev_view;
+
+/* 0 and *out, or -1 when i is out of range. */
+int fdl_fleet_live_get(const fdl_fleet_live *l, uint32_t i, fdl_fleet_dev_view *out);
+
+typedef struct fdl_fleet_live_totals {
+    uint32_t devices, online, ever_online, revoked;
+    uint64_t acked;
+    int running;               /* 1 from the moment devices may connect until the run stops them */
+} fdl_fleet_live_totals;
+
+void fdl_fleet_live_totals_get(const fdl_fleet_live *l, fdl_fleet_live_totals *out);
 
 typedef struct fdl_fleet_cfg {
     uint32_t n_devices;
@@ -41,6 +80,12 @@ typedef struct fdl_fleet_cfg {
      * with this shared credential (PEM files) and claim their own. NULL: every
      * device must have its certificate. */
     const char *claim_cert_file, *claim_key_file;
+    /* This run's stop flag (borrowed; NULL = none): set it to 1 from any thread to
+     * end the run. Unlike fdl_fleet_request_stop it concerns this run only and
+     * does not count as an interruption. */
+    atomic_int *stop;
+    fdl_fleet_live *live;          /* borrowed; NULL = no live view */
+    int verify_none;               /* the ablation "pinning off": devices do not verify the broker */
     fdl_device_params params;
 } fdl_fleet_cfg;
 
