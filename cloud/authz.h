@@ -57,6 +57,15 @@ typedef struct fdl_authz_cfg {
     double jitr_rate_per_source; /* per second; 0 = 2 */
     double jitr_burst;           /* 0 = 5 */
     double jitr_rate_global;     /* per second; 0 = 2000 */
+    /* Ablations (scenario drills turn one defence off to see what else catches an
+     * attack; never set them otherwise):
+     * registry_check_off: any certificate the TLS layer accepted connects, as the
+     *   device named by its CN, whatever the registry says (unknown, pending,
+     *   revoked); the decision says so in fdl_authz_conn.ablated.
+     * policy_off: every publish, subscribe and receive is allowed (allow-all
+     *   instead of the per-device policy). */
+    int registry_check_off;
+    int policy_off;
 } fdl_authz_cfg;
 
 /* Opens the registry at registry_path (which must exist). cfg NULL = defaults.
@@ -72,6 +81,9 @@ typedef struct fdl_authz_conn {
     char serial[65];
     char issuer_role[32];  /* "issuing", "factory", ... or "" */
     int service;           /* ALLOW: 1 if the identity is a cloud actor */
+    int ablated;           /* ALLOW only because the registry check is off (registry_check_off):
+                              what the registry would have said is in ablated_reason */
+    fdl_authz_reason ablated_reason;
 } fdl_authz_conn;
 
 /*

@@ -336,7 +336,7 @@ static fdl_broker_status write_conf(const fdl_broker_opts *o, const fdl_broker *
             "listener %u %s\n"
             "protocol mqtt\n"
             "max_connections -1\n"
-            "tls_version tlsv1.3\n"
+            "tls_version %s\n"
             "cafile %s\n"
             "certfile %s\n"
             "keyfile %s\n"
@@ -346,7 +346,7 @@ static fdl_broker_status write_conf(const fdl_broker_opts *o, const fdl_broker *
             "use_identity_as_username %s\n",
             FDL_BROKER_CONF, o->per_listener_settings ? "true" : "false", b->log_path, o->max_keepalive_s,
             o->max_packet_size, user ? "user " : "", user ? user : "", user ? "\n" : "", (unsigned)b->port,
-            b->host, o->cafile, o->certfile, o->keyfile, o->plugin ? "false" : "true");
+            b->host, o->tls_min_version ? o->tls_min_version : "tlsv1.3", o->cafile, o->certfile, o->keyfile, o->plugin ? "false" : "true");
     if (o->crlfile)
         fprintf(f, "crlfile %s\n", o->crlfile);
     /* Security settings: global when per_listener_settings is false, and
@@ -647,6 +647,8 @@ static fdl_broker_status check_opts(const fdl_broker_opts *o, fdl_broker_opts *e
         has_newline(o->keyfile) || has_newline(o->crlfile) || has_newline(o->acl_file) ||
         has_newline(o->plugin) || has_newline(o->user) || (o->user && strpbrk(o->user, " \t")))
         return fail(FDL_BROKER_ERR_ARG, err, cap, "a path contains a newline");
+    if (o->tls_min_version && strcmp(o->tls_min_version, "tlsv1.3") && strcmp(o->tls_min_version, "tlsv1.2"))
+        return fail(FDL_BROKER_ERR_ARG, err, cap, "tls_min_version is tlsv1.3 or tlsv1.2");
     if (o->n_plugin_opts && !o->plugin_opts)
         return fail(FDL_BROKER_ERR_ARG, err, cap, "n_plugin_opts without plugin_opts");
     for (size_t i = 0; i < o->n_plugin_opts; i++) {

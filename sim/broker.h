@@ -4,7 +4,7 @@
  * fdl_broker_start writes <dir>/mosquitto.conf (docs/broker.md explains each
  * line), spawns mosquitto on it and returns once the broker is ready: its log
  * says the listener is open and a TCP connect to the port is accepted. The
- * listener is MQTT over TLS 1.3 only, with client certificates required and the
+ * listener is MQTT over TLS 1.3 only (unless tls_min_version says otherwise), with client certificates required and the
  * certificate's CN used as the MQTT username; nothing listens in plaintext.
  *
  * The child is made hard to orphan:
@@ -102,6 +102,8 @@ typedef struct fdl_broker_opts {
     const fdl_broker_kv *plugin_opts; /* n_plugin_opts entries, for the plugin */
     size_t n_plugin_opts;
     const char *extra_conf;       /* optional text appended verbatim (may hold newlines) */
+    const char *tls_min_version;  /* NULL (default) or "tlsv1.3": TLS 1.3 only; "tlsv1.2": also
+                                     accept TLS 1.2 — the ablation "tls13-only" off, for drills */
     unsigned ready_timeout_ms;    /* default FDL_BROKER_READY_TIMEOUT_MS */
     unsigned stop_timeout_ms;     /* default FDL_BROKER_STOP_TIMEOUT_MS */
 } fdl_broker_opts;

@@ -29,6 +29,12 @@
  *   plugin_opt_jitr_rate <per second> registration attempts per source address
  *   plugin_opt_jitr_burst <n>         and their burst
  *
+ * Ablations (scenario drills switch one defence off to see which other layer
+ * still catches an attack; each is logged loudly at start and per decision):
+ *   plugin_opt_registry_check off     any certificate TLS accepted connects as its CN
+ *   plugin_opt_policy off             allow-all instead of the per-device policy
+ *   plugin_opt_payload_rules off      no payload rules: every payload is delivered as sent
+ *
  * The listener must not set use_identity_as_username: Mosquitto skips plugin
  * authentication when it does. Here the plugin authenticates the certificate
  * against the registry and then sets the user name to the registered device id.
@@ -84,6 +90,7 @@ static counted *g_cnt;
 static size_t g_n_cnt;
 static int64_t g_session_base, g_session_seq, g_last_flush_ms;
 static uint64_t g_dropped_records;   /* bookkeeping we had to give up on (buffers full) */
+static int g_payload_rules_off;      /* ablation: plugin_opt_payload_rules off */
 
 #define TOMBSTONE ((const struct mosquitto *)1)
 
@@ -275,6 +282,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
             k->refused_connect++;
         return MOSQ_ERR_AUTH;
     }
+    if (c.ablated)
+        mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                             "fleetdrill: ABLATION registry check off: admitted %s from %s as %s (registry: %s)",
+                             safe(mosquitto_client_id(ed->client)), addr, c.identity,
+                             fdl_authz_reason_str(c.ablated_reason));
     if (mosquitto_set_username(ed->client, c.identity) != MOSQ_ERR_SUCCESS)
         return MOSQ_ERR_AUTH;
     session_open(ed->client, &c);
@@ -329,7 +341,7 @@ static int on_message(int event, void *event_data, void *userdata)
     struct mosquitto_evt_message *ed = event_data;
     (void)event;
     (void)userdata;
-    if (!g_schemas || !ed->topic)
+    if (g_payload_rules_off || !g_schemas || !ed->topic)
         return MOSQ_ERR_SUCCESS;
     const fdl_schema *sc = fdl_schema_set_match(g_schemas, ed->topic, strlen(ed->topic));
     if (!sc)
@@ -462,7 +474,20 @@ FDL_PLUGIN_API int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void
             cfg.jitr_rate_per_source = atof(opts[i].value);
         else if (!strcmp(opts[i].key, "jitr_burst"))
             cfg.jitr_burst = atof(opts[i].value);
+        else if (!strcmp(opts[i].key, "registry_check"))
+            cfg.registry_check_off = !strcmp(opts[i].value, "off");
+        else if (!strcmp(opts[i].key, "policy"))
+            cfg.policy_off = !strcmp(opts[i].value, "off");
+        else if (!strcmp(opts[i].key, "payload_rules"))
+            g_payload_rules_off = !strcmp(opts[i].value, "off");
     }
+    if (cfg.registry_check_off)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "fleetdrill: ABLATION: registry check off (any certificate the TLS "
+                                               "layer accepts connects as its CN)");
+    if (cfg.policy_off)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "fleetdrill: ABLATION: per-device policy off (allow-all)");
+    if (g_payload_rules_off)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, "fleetdrill: ABLATION: payload rules off (junk is delivered)");
     if (!registry) {
         mosquitto_log_printf(MOSQ_LOG_ERR, "fleetdrill: plugin_opt_registry is required");
         return MOSQ_ERR_INVAL;
