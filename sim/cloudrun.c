@@ -182,6 +182,40 @@ static uint16_t live_port(const fdl_state *st)
     return v > 0 && v < 65536 ? (uint16_t)v : 0;
 }
 
+int fdl_cloud_revoke(fdl_ctx *ctx, const char *dev, const char *reason, uint16_t port, fdl_revoke_result *out,
+                     char *err, size_t errcap)
+{
+    memset(out, 0, sizeof *out);
+    out->disconnect_ms = -1;
+    uint64_t t0 = fdl_now_ns();
+    fdl_reg_device d;
+    fdl_reg_status rs = fdl_registry_device_get(ctx->reg, dev, &d);
+    if (rs != FDL_REG_OK) {
+        snprintf(err, errcap, "%s", rs == FDL_REG_ERR_NOT_FOUND ? "no such device in the registry" : fdl_reg_strerror(rs));
+        return -1;
+    }
+    /* Order matters: the policy first (the live session loses every permission at
+     * its next request), then the certificates (no new connection), then the kick. */
+    if ((rs = fdl_registry_device_set_policy(ctx->reg, dev, FDL_ENROLL_POLICY_DENY, reason)) != FDL_REG_OK ||
+        (rs = fdl_registry_device_revoke(ctx->reg, dev, reason, &out->certs_revoked)) != FDL_REG_OK) {
+        snprintf(err, errcap, "%s (%s)", fdl_reg_strerror(rs), fdl_registry_last_error(ctx->reg));
+        return -1;
+    }
+    out->registry_ms = (double)(fdl_now_ns() - t0) / 1e6;
+    out->crl_published = fdl_cloud_publish_crls(ctx, out->crl_path, sizeof out->crl_path, out->crl_error,
+                                                sizeof out->crl_error) == 0;
+    if (port) {
+        out->live = 1;
+        char ca[FDL_PATH_MAX + 32], cert[1200], key[1200];
+        snprintf(ca, sizeof ca, "%s/%s", ctx->st.pki_dir, FDL_PKI_ROOT_PEM);
+        fdl_enroll_actor_paths(ctx->st.pki_dir, FDL_ACTOR_OPERATOR, cert, key, sizeof cert);
+        fdl_operator_cfg oc = {.host = "127.0.0.1", .port = port, .cafile = ca, .certfile = cert, .keyfile = key};
+        if (fdl_operator_kick(&oc, dev, &out->rtt_ms, out->kick_error, sizeof out->kick_error) == 0)
+            out->disconnect_ms = (double)(fdl_now_ns() - t0) / 1e6;
+    }
+    return 0;
+}
+
 int fdl_cmd_revoke(int argc, char **argv)
 {
     const char *state = fdl_default_state_dir(), *reason = "revoked by operator", *json_path = NULL;
@@ -219,36 +253,16 @@ int fdl_cmd_revoke(int argc, char **argv)
         return FDL_EXIT_ERROR;
     }
     int rc = FDL_EXIT_ERROR;
-    uint64_t t0 = fdl_now_ns();
-    fdl_reg_device d;
-    fdl_reg_status rs = fdl_registry_device_get(ctx.reg, dev, &d);
-    if (rs != FDL_REG_OK) {
-        fprintf(stderr, "fleetdrill: revoke %s: %s\n", dev, rs == FDL_REG_ERR_NOT_FOUND ? "no such device in the registry"
-                                                                                        : fdl_reg_strerror(rs));
-        goto out;
-    }
-    /* Order matters: the policy first (the live session loses every permission at
-     * its next request), then the certificates (no new connection), then the kick. */
-    size_t n_certs = 0;
-    if ((rs = fdl_registry_device_set_policy(ctx.reg, dev, FDL_ENROLL_POLICY_DENY, reason)) != FDL_REG_OK ||
-        (rs = fdl_registry_device_revoke(ctx.reg, dev, reason, &n_certs)) != FDL_REG_OK) {
-        fprintf(stderr, "fleetdrill: revoke %s: %s (%s)\n", dev, fdl_reg_strerror(rs), fdl_registry_last_error(ctx.reg));
-        goto out;
-    }
-    double t_registry = (double)(fdl_now_ns() - t0) / 1e6;
-    char crl_path[FDL_PATH_MAX + 32], crl_err[512];
-    int crl_ok = fdl_cloud_publish_crls(&ctx, crl_path, sizeof crl_path, crl_err, sizeof crl_err) == 0;
+    fdl_revoke_result rr;
     uint16_t port = live_port(&ctx.st);
-    double rtt = 0, t_disconnect = -1;
-    char kick_err[512] = "";
-    if (port) {
-        char ca[FDL_PATH_MAX + 32], cert[1200], key[1200];
-        snprintf(ca, sizeof ca, "%s/%s", ctx.st.pki_dir, FDL_PKI_ROOT_PEM);
-        fdl_enroll_actor_paths(ctx.st.pki_dir, FDL_ACTOR_OPERATOR, cert, key, sizeof cert);
-        fdl_operator_cfg oc = {.host = "127.0.0.1", .port = port, .cafile = ca, .certfile = cert, .keyfile = key};
-        if (fdl_operator_kick(&oc, dev, &rtt, kick_err, sizeof kick_err) == 0)
-            t_disconnect = (double)(fdl_now_ns() - t0) / 1e6;
+    if (fdl_cloud_revoke(&ctx, dev, reason, port, &rr, err, sizeof err) != 0) {
+        fprintf(stderr, "fleetdrill: revoke %s: %s\n", dev, err);
+        goto out;
     }
+    size_t n_certs = rr.certs_revoked;
+    double t_registry = rr.registry_ms, t_disconnect = rr.disconnect_ms, rtt = rr.rtt_ms;
+    int crl_ok = rr.crl_published;
+    const char *crl_path = rr.crl_path, *crl_err = rr.crl_error, *kick_err = rr.kick_error;
     printf("revoked %s: policy %s attached, %zu certificate%s revoked (registry %.1f ms)\n", dev,
            FDL_ENROLL_POLICY_DENY, n_certs, n_certs == 1 ? "" : "s", t_registry);
     if (crl_ok)

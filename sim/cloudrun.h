@@ -51,6 +51,30 @@ int fdl_cloud_broker_opts(fdl_ctx *ctx, fdl_broker_opts *bo, fdl_cloud_broker_bu
  */
 int fdl_cloud_publish_crls(fdl_ctx *ctx, char *path, size_t cap, char *err, size_t errcap);
 
+/* What fdl_cloud_revoke did, with its timings (ms from the request). */
+typedef struct fdl_revoke_result {
+    size_t certs_revoked;
+    double registry_ms;           /* policy deny-all attached and certificates revoked */
+    int crl_published;            /* 1: the CRLs were written (crl_path) */
+    char crl_path[FDL_PATH_MAX + 32];
+    char crl_error[512];
+    int live;                     /* a broker port was given: the live connections were to be dropped */
+    double disconnect_ms;         /* the plugin confirmed every connection dropped; -1 if not */
+    double rtt_ms;                /* the operator's round trip to the plugin */
+    char kick_error[512];
+} fdl_revoke_result;
+
+/*
+ * One-button revoke, in this order: the deny-all policy (a live session loses
+ * every permission at its next request), every certificate of the device revoked
+ * in the registry (no new connection), the CRLs published, and — if port is not 0
+ * — the operator actor asks the broker plugin on 127.0.0.1:port to drop every
+ * connection of the device. Returns 0 when the registry part succeeded (out says
+ * how the rest went), -1 with err otherwise (no such device, registry error).
+ */
+int fdl_cloud_revoke(fdl_ctx *ctx, const char *device, const char *reason, uint16_t port, fdl_revoke_result *out,
+                     char *err, size_t errcap);
+
 /* `fleetdrill revoke DEVICE [--state DIR] [--json]` */
 int fdl_cmd_revoke(int argc, char **argv);
 
