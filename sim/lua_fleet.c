@@ -1,0 +1,440 @@
+/*
+ * sim/lua_fleet.c — the Lua binding of the fleet and its devices: fleet{...}
+ * brings a drill environment up (sim/drillenv.h); the fleet object waits, reads
+ * the live view, revokes and audits; device objects are (fleet generation,
+ * index) pairs, never pointers, so a script cannot reach a torn-down fleet.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cloud/audit.h"
+#include "sim/luabox.h"
+#include "sim/metrics.h"
+#include "sim/scenario_int.h"
+
+int drill_sampler_start(drill *d);
+
+typedef struct lfleet {
+    uint32_t gen;
+} lfleet;
+
+typedef struct ldevice {
+    uint32_t gen;
+    uint32_t index;   /* 0-based in the fleet */
+} ldevice;
+
+void drill_device_id(const drill *d, uint32_t i, char *buf, size_t cap)
+{
+    fdl_device_id(d->first + i, buf, cap);
+}
+
+void drill_push_device(lua_State *L, drill *d, uint32_t i)
+{
+    ldevice *v = lua_newuserdatauv(L, sizeof *v, 0);
+    v->gen = d->gen;
+    v->index = i;
+    luaL_setmetatable(L, FDL_LUA_DEVICE);
+}
+
+uint32_t drill_check_device(lua_State *L, drill *d, int idx)
+{
+    drill_need_fleet(L, d, "a device");
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Integer i = lua_tointeger(L, idx);
+        if (i < 1 || (uint64_t)i > d->devices)
+            fdl_luabox_error(L, "device %lld: the fleet has devices 1 to %u", (long long)i, d->devices);
+        return (uint32_t)(i - 1);
+    }
+    ldevice *v = luaL_testudata(L, idx, FDL_LUA_DEVICE);
+    if (!v)
+        fdl_luabox_error(L, "expected a device (fleet:device(i)) or a device number, got %s", luaL_typename(L, idx));
+    if (v->gen != d->gen)
+        fdl_luabox_error(L, "this device belongs to a fleet that is gone");
+    return v->index;
+}
+
+static drill *check_fleet(lua_State *L)
+{
+    lfleet *f = luaL_checkudata(L, 1, FDL_LUA_FLEET);
+    drill *d = drill_of(L);
+    if (f->gen != d->gen || !d->env)
+        fdl_luabox_error(L, "this fleet is gone");
+    return d;
+}
+
+/* ---- fleet{...} ------------------------------------------------------------------- */
+
+static int l_fleet(lua_State *L)
+{
+    drill *d = drill_of(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const keys[] = {"devices", "profile", "provisioning", "time_scale", "telemetry_interval",
+                                       "online_timeout", NULL};
+    drill_check_keys(L, 1, "fleet", keys);
+    if (d->env)
+        fdl_luabox_error(L, "a scenario has one fleet (fleet{} was already called)");
+    uint32_t devices = (uint32_t)drill_opt_number(L, 1, "devices", 10, 1, FDL_SCENARIO_RANGE - 1);
+    const char *prof = drill_opt_string(L, 1, "profile", "se");
+    const char *mode = drill_opt_string(L, 1, "provisioning", "direct");
+    double scale = drill_opt_number(L, 1, "time_scale", 1, 1, 1000);
+    double tele = drill_opt_number(L, 1, "telemetry_interval", 5, 0.01, 86400);
+    double timeout = drill_opt_number(L, 1, "online_timeout", FDL_SCENARIO_ONLINE_TIMEOUT_S, 1, 3600);
+    fdl_profile p;
+    fdl_prov_mode m;
+    if (fdl_profile_parse(prof, &p) != 0)
+        fdl_luabox_error(L, "fleet: profile is \"se\" or \"flash\", not \"%s\"", prof);
+    if (fdl_prov_mode_parse(mode, &m) != 0)
+        fdl_luabox_error(L, "fleet: provisioning is \"direct\", \"jitr\" or \"claim\", not \"%s\"", mode);
+    if (d->o->devices)
+        devices = d->o->devices < FDL_SCENARIO_RANGE ? d->o->devices : FDL_SCENARIO_RANGE - 1;
+    drill_check_interrupt(L);
+    fdl_report_scenario *rs = drill_report(L, d);
+    fdl_scenario_set_fleet(rs, devices, fdl_profile_name(p), fdl_prov_mode_name(m));
+
+    fdl_drillenv_opts eo;
+    fdl_drillenv_opts_init(&eo, d->o->ctx);
+    eo.devices = devices;
+    eo.first = FDL_SCENARIO_RANGE * ((uint32_t)p + 2u * (uint32_t)m);
+    eo.profile = p;
+    eo.provision = m;
+    eo.without = d->o->without;
+    eo.fresh_registry = 1;
+    eo.progress = d->o->verbose;
+    eo.fleet.time_scale = scale;
+    eo.fleet.params.telemetry_interval_ms = (uint64_t)(tele * 1000.0);
+    /* Revocation drills measure how fast a device gives up: its "revoked" state
+     * comes after 3 refusals spaced by the backoff, in simulated time. */
+    char err[1024];
+    fdl_drillenv *env = NULL;
+    int r = fdl_drillenv_start(&eo, &env, err, sizeof err);
+    if (r != 0)
+        fdl_luabox_error(L, "fleet: %s", err);
+    d->env = env;
+    d->gen++;
+    if (d->gen == 0)
+        d->gen = 1;
+    d->devices = devices;
+    d->first = eo.first;
+    d->profile = p;
+    d->mode = m;
+    d->time_scale = scale;
+    if (drill_sampler_start(d) != 0)
+        fdl_luabox_error(L, "fleet: cannot start the sampler");
+    uint32_t online = fdl_drillenv_wait_online(env, devices, (unsigned)(timeout * 1000.0));
+    drill_check_interrupt(L);
+    if (online < devices) {
+        const fdl_fleet_result *res;
+        const char *ferr = "";
+        fdl_drillenv_result(env, &res, &ferr);
+        fdl_luabox_error(L, "fleet: only %u of %u devices online after %.0f s%s%s", online, devices, timeout,
+                         ferr[0] ? ": " : "", ferr);
+    }
+    if (d->o->verbose)
+        fprintf(stderr, "fleetdrill: %u %s devices online (%s, first %s%06u) in %.1f s\n", online,
+                fdl_profile_name(p), fdl_prov_mode_name(m), "dev-", d->first, fdl_drillenv_elapsed_s(env));
+    lfleet *f = lua_newuserdatauv(L, sizeof *f, 0);
+    f->gen = d->gen;
+    luaL_setmetatable(L, FDL_LUA_FLEET);
+    return 1;
+}
+
+/* ---- fleet methods ------------------------------------------------------------------ */
+
+static int f_device(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    drill_push_device(L, d, drill_check_device(L, d, 2));
+    return 1;
+}
+
+static int f_devices(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    lua_createtable(L, (int)d->devices, 0);
+    for (uint32_t i = 0; i < d->devices; i++) {
+        drill_push_device(L, d, i);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+static int f_size(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    lua_pushinteger(L, d->devices);
+    return 1;
+}
+
+static void push_totals(lua_State *L, drill *d)
+{
+    fdl_fleet_live_totals t;
+    fdl_fleet_live_totals_get(fdl_drillenv_live(d->env), &t);
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, t.devices);
+    lua_setfield(L, -2, "devices");
+    lua_pushinteger(L, t.online);
+    lua_setfield(L, -2, "online");
+    lua_pushinteger(L, t.ever_online);
+    lua_setfield(L, -2, "ever_online");
+    lua_pushinteger(L, t.revoked);
+    lua_setfield(L, -2, "revoked");
+    lua_pushinteger(L, (lua_Integer)t.acked);
+    lua_setfield(L, -2, "acked");
+    lua_pushnumber(L, fdl_drillenv_elapsed_s(d->env));
+    lua_setfield(L, -2, "elapsed");
+}
+
+static int f_stats(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    push_totals(L, d);
+    return 1;
+}
+
+static int f_online(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    fdl_fleet_live_totals t;
+    fdl_fleet_live_totals_get(fdl_drillenv_live(d->env), &t);
+    lua_pushinteger(L, t.online);
+    return 1;
+}
+
+/* f:wait(seconds): real time. */
+static int f_wait(lua_State *L)
+{
+    check_fleet(L);
+    double s = luaL_checknumber(L, 2);
+    if (!(s >= 0 && s <= FDL_SCENARIO_WAIT_MAX_S))
+        fdl_luabox_error(L, "wait: 0 to %.0f seconds", FDL_SCENARIO_WAIT_MAX_S);
+    if (!drill_sleep(s))
+        drill_check_interrupt(L);
+    return 0;
+}
+
+/* f:wait_virtual(seconds): simulated time (the fleet's clock runs time_scale times faster). */
+static int f_wait_virtual(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    double s = luaL_checknumber(L, 2);
+    double real = s / d->time_scale;
+    if (!(s >= 0 && real <= FDL_SCENARIO_WAIT_MAX_S))
+        fdl_luabox_error(L, "wait_virtual: at most %.0f real seconds", FDL_SCENARIO_WAIT_MAX_S);
+    if (!drill_sleep(real))
+        drill_check_interrupt(L);
+    return 0;
+}
+
+/* f:wait_online(count [, timeout_s]) -> online */
+static int f_wait_online(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    lua_Integer n = luaL_optinteger(L, 2, d->devices);
+    double t = luaL_optnumber(L, 3, 30);
+    if (n < 0 || !(t >= 0 && t <= FDL_SCENARIO_WAIT_MAX_S))
+        fdl_luabox_error(L, "wait_online(count, timeout): count >= 0, timeout 0 to %.0f s", FDL_SCENARIO_WAIT_MAX_S);
+    uint32_t on = fdl_drillenv_wait_online(d->env, (uint32_t)n, (unsigned)(t * 1000.0));
+    drill_check_interrupt(L);
+    lua_pushinteger(L, on);
+    return 1;
+}
+
+/* f:revoke(device [, reason]) -> {certificates, registry_ms, disconnect_ms}: the operator's one-button revoke. */
+static int f_revoke(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    uint32_t i = drill_check_device(L, d, 2);
+    const char *reason = luaL_optstring(L, 3, "revoked by a scenario");
+    char id[FDL_DEVICE_ID_MAX], err[512];
+    drill_device_id(d, i, id, sizeof id);
+    fdl_revoke_result rr;
+    fdl_atk_target t = fdl_drillenv_target(d->env);
+    if (fdl_cloud_revoke(d->o->ctx, id, reason, t.port, &rr, err, sizeof err) != 0)
+        fdl_luabox_error(L, "revoke %s: %s", id, err);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)rr.certs_revoked);
+    lua_setfield(L, -2, "certificates");
+    lua_pushnumber(L, rr.registry_ms);
+    lua_setfield(L, -2, "registry_ms");
+    lua_pushnumber(L, rr.disconnect_ms);
+    lua_setfield(L, -2, "disconnect_ms");
+    lua_pushstring(L, rr.kick_error);
+    lua_setfield(L, -2, "error");
+    return 1;
+}
+
+/* f:audit() -> { {check=, severity=, object=, message=}, ... } */
+static int f_audit(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    fdl_audit_report *rep = NULL;
+    char err[256];
+    if (fdl_audit_run(d->o->ctx->reg, NULL, &rep, err, sizeof err) != FDL_AUDIT_OK)
+        fdl_luabox_error(L, "audit: %s", err);
+    lua_createtable(L, (int)rep->n, 0);
+    for (size_t i = 0; i < rep->n; i++) {
+        const fdl_audit_finding *f = &rep->findings[i];
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, fdl_audit_check_id(f->check));
+        lua_setfield(L, -2, "check");
+        lua_pushstring(L, fdl_audit_severity_name(f->severity));
+        lua_setfield(L, -2, "severity");
+        lua_pushstring(L, f->object);
+        lua_setfield(L, -2, "object");
+        lua_pushstring(L, f->message);
+        lua_setfield(L, -2, "message");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    fdl_audit_report_free(rep);
+    return 1;
+}
+
+static int f_tostring(lua_State *L)
+{
+    lfleet *f = luaL_checkudata(L, 1, FDL_LUA_FLEET);
+    drill *d = drill_of(L);
+    if (f->gen != d->gen || !d->env)
+        lua_pushstring(L, "fleet (gone)");
+    else
+        lua_pushfstring(L, "fleet (%d %s devices, %s)", (int)d->devices, fdl_profile_name(d->profile),
+                        fdl_prov_mode_name(d->mode));
+    return 1;
+}
+
+/* ---- device objects ------------------------------------------------------------------ */
+
+static drill *check_device(lua_State *L, uint32_t *i)
+{
+    drill *d = drill_of(L);
+    *i = drill_check_device(L, d, 1);
+    return d;
+}
+
+static void view_of(drill *d, uint32_t i, fdl_fleet_dev_view *v)
+{
+    memset(v, 0, sizeof *v);
+    fdl_fleet_live_get(fdl_drillenv_live(d->env), i, v);
+}
+
+static int d_online(lua_State *L)
+{
+    uint32_t i;
+    drill *d = check_device(L, &i);
+    fdl_fleet_dev_view v;
+    view_of(d, i, &v);
+    lua_pushboolean(L, v.online);
+    return 1;
+}
+
+static int d_revoked(lua_State *L)
+{
+    uint32_t i;
+    drill *d = check_device(L, &i);
+    fdl_fleet_dev_view v;
+    view_of(d, i, &v);
+    lua_pushboolean(L, v.revoked);
+    return 1;
+}
+
+/* d:state() -> {online, revoked, connections, refused, acked, last_failure} */
+static int d_state(lua_State *L)
+{
+    uint32_t i;
+    drill *d = check_device(L, &i);
+    fdl_fleet_dev_view v;
+    view_of(d, i, &v);
+    lua_createtable(L, 0, 6);
+    lua_pushboolean(L, v.online);
+    lua_setfield(L, -2, "online");
+    lua_pushboolean(L, v.revoked);
+    lua_setfield(L, -2, "revoked");
+    lua_pushinteger(L, v.n_online);
+    lua_setfield(L, -2, "connections");
+    lua_pushinteger(L, v.n_refused);
+    lua_setfield(L, -2, "refused");
+    lua_pushinteger(L, (lua_Integer)v.acked);
+    lua_setfield(L, -2, "acked");
+    lua_pushstring(L, fdl_device_fail_name((fdl_device_fail)v.last_fail));
+    lua_setfield(L, -2, "last_failure");
+    return 1;
+}
+
+static int d_index(lua_State *L)
+{
+    const char *k = luaL_checkstring(L, 2);
+    uint32_t i;
+    drill *d = check_device(L, &i);
+    if (!strcmp(k, "id")) {
+        char id[FDL_DEVICE_ID_MAX];
+        drill_device_id(d, i, id, sizeof id);
+        lua_pushstring(L, id);
+    } else if (!strcmp(k, "index")) {
+        lua_pushinteger(L, (lua_Integer)i + 1);
+    } else if (!strcmp(k, "profile")) {
+        lua_pushstring(L, fdl_profile_name(d->profile));
+    } else {
+        luaL_getmetatable(L, FDL_LUA_DEVICE);
+        lua_getfield(L, -1, "methods");
+        lua_getfield(L, -1, k);
+        if (lua_isnil(L, -1))
+            fdl_luabox_error(L, "a device has no field '%s' (id, index, profile, online(), revoked(), state())", k);
+    }
+    return 1;
+}
+
+static int d_tostring(lua_State *L)
+{
+    ldevice *v = luaL_checkudata(L, 1, FDL_LUA_DEVICE);
+    drill *d = drill_of(L);
+    if (v->gen != d->gen)
+        lua_pushstring(L, "device (fleet gone)");
+    else {
+        char id[FDL_DEVICE_ID_MAX];
+        drill_device_id(d, v->index, id, sizeof id);
+        lua_pushstring(L, id);
+    }
+    return 1;
+}
+
+static int d_eq(lua_State *L)
+{
+    ldevice *a = luaL_checkudata(L, 1, FDL_LUA_DEVICE), *b = luaL_checkudata(L, 2, FDL_LUA_DEVICE);
+    lua_pushboolean(L, a->gen == b->gen && a->index == b->index);
+    return 1;
+}
+
+void drill_open_fleet(lua_State *L)
+{
+    static const luaL_Reg fleet_methods[] = {
+        {"device", f_device},   {"devices", f_devices},         {"size", f_size},
+        {"stats", f_stats},     {"online", f_online},           {"wait", f_wait},
+        {"wait_virtual", f_wait_virtual}, {"wait_online", f_wait_online}, {"revoke", f_revoke},
+        {"audit", f_audit},     {NULL, NULL}};
+    static const luaL_Reg device_methods[] = {
+        {"online", d_online}, {"revoked", d_revoked}, {"state", d_state}, {NULL, NULL}};
+    luaL_newmetatable(L, FDL_LUA_FLEET);
+    luaL_newlib(L, fleet_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, f_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "fleet");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");   /* scripts cannot swap the methods */
+    lua_pop(L, 1);
+    luaL_newmetatable(L, FDL_LUA_DEVICE);
+    luaL_newlib(L, device_methods);
+    lua_setfield(L, -2, "methods");
+    lua_pushcfunction(L, d_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, d_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, d_eq);
+    lua_setfield(L, -2, "__eq");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    /* the environment table is at -1 */
+    lua_pushcfunction(L, l_fleet);
+    lua_setfield(L, -2, "fleet");
+}
