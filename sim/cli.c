@@ -39,7 +39,7 @@ static void on_signal(int sig)
     }
 }
 
-static void install_signals(void)
+void fdl_cli_install_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -65,7 +65,11 @@ static void usage(FILE *out)
             "  bench connect --devices N      connect N devices as fast as possible and print rates\n"
             "  revoke DEVICE                  deny-all policy, certificates revoked, live connection dropped\n"
             "  audit [--json]                 audit the registry: wildcard/shared policies, expiring and\n"
-            "                                 revoked-but-connected certificates, PII in subjects\n\n"
+            "                                 revoked-but-connected certificates, PII in subjects\n"
+            "  drill PATH... [--junit F ...]  run Lua scenario drills, judge each attack from its evidence,\n"
+            "                                 report (table, JSON, JUnit, HTML, history); CI gate --min-pass\n"
+            "  matrix [PATH...]               every drill once per defence switched off: attack x layer matrix\n"
+            "  report --compare PREVIOUS      what changed since an earlier drill (history database)\n\n"
             "common options:\n"
             "  --state DIR     state directory (default $FLEETDRILL_STATE or ./.fleetdrill)\n"
             "  -h, --help      help for a command\n\n"
@@ -179,7 +183,7 @@ int fdl_cmd_provision(int argc, char **argv)
     }
     if (!n)
         FAIL_USAGE("provision needs --devices N");
-    install_signals();
+    fdl_cli_install_signals();
     char err[512];
     fdl_ctx ctx;
     if (fdl_ctx_open(&ctx, state, 1, err, sizeof err) != 0) {
@@ -643,7 +647,7 @@ static int do_run(run_opts *o)
     if (got_nofile < (uint64_t)o->devices + 256)
         fprintf(stderr, "fleetdrill: warning: open-file limit %llu may be too low for %u devices\n",
                 (unsigned long long)got_nofile, o->devices);
-    install_signals();
+    fdl_cli_install_signals();
     if (fdl_ctx_open(&ctx, o->state, 1, err, sizeof err) != 0) {
         fprintf(stderr, "fleetdrill: %s\n", err);
         return FDL_EXIT_ERROR;
@@ -786,6 +790,12 @@ int fdl_cli_main(int argc, char **argv)
         return fdl_cmd_revoke(argc - 1, argv + 1);
     if (!strcmp(cmd, "audit"))
         return fdl_cmd_audit(argc - 1, argv + 1);
+    if (!strcmp(cmd, "drill"))
+        return fdl_cmd_drill(argc - 1, argv + 1);
+    if (!strcmp(cmd, "matrix"))
+        return fdl_cmd_matrix(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report"))
+        return fdl_cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "fleetdrill: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return FDL_EXIT_USAGE;
