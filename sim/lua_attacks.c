@@ -275,6 +275,8 @@ static void run_policy_widen(drill *d, lattack *a, const fdl_atk_target *t, cons
         a->has_extra = 0;
         return;
     }
+    /* Time to detect counts from the moment the misconfiguration is in place. */
+    a->started_ns = fdl_now_ns();
     fdl_atk_wildcard_subscribe(t, attacker, a->window_ms, &a->res);
     if (a->res.succeeded)
         audit_for(d, a, "policy-wildcard", a->policy, 2000);
@@ -559,8 +561,9 @@ static int l_step(lua_State *L)
     }
     for (size_t i = 0; i < a->verdicts.n; i++) {
         const fdl_verdict *w = &a->verdicts.v[i];
-        snprintf(line, sizeof line, "%s %s by %s: %s", w == v ? "verdict:" : "also:", fdl_outcome_name(w->outcome),
-                 fdl_layer_name(w->layer), w->why);
+        snprintf(line, sizeof line, "%s %s%s%s: %s", w == v ? "verdict:" : "also:", fdl_outcome_name(w->outcome),
+                 w->layer != FDL_LAYER_NONE ? " by " : "", w->layer != FDL_LAYER_NONE ? fdl_layer_name(w->layer) : "",
+                 w->why);
         fdl_step_append_evidence(st, line);
     }
     evidence_lines(st, "", a->res.evidence);

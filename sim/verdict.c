@@ -246,7 +246,11 @@ void fdl_verdict_judge(const fdl_observation *o, fdl_verdicts *out)
     }
     if (out->n == 0) {
         static const char *const got[] = {"RECEIVED", "CONNACK 0", "leaked", "accepted", "returned", NULL};
-        if (o->kind == FDL_ATTACK_REVOCATION)
+        if (o->kind == FDL_ATTACK_ROGUE_CA && o->rogue_connects > 0)
+            add(out, FDL_OUTCOME_MISSED, FDL_LAYER_NONE,
+                "the device completed its handshake with the rogue endpoint, which read %d MQTT CONNECT(s): "
+                "credentials and data leaked to the MITM", o->rogue_connects);
+        else if (o->kind == FDL_ATTACK_REVOCATION)
             add(out, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "%s",
                 o->reconnected ? "the revoked device connected again and its requests were allowed"
                                : "the device was not disconnected");
