@@ -469,8 +469,15 @@ static void run_attack(lua_State *L, drill *d, lattack *a)
     case FDL_ATTACK_CROSS_SUBSCRIBE: fdl_atk_cross_subscribe(&t, id0, id1, a->window_ms, &a->res); break;
     case FDL_ATTACK_WILDCARD:
         fdl_atk_wildcard_subscribe(&t, id0, a->window_ms, &a->res);
-        if (a->res.succeeded)
-            audit_for(d, a, "policy-wildcard", NULL, 2000);
+        if (a->res.succeeded) {
+            /* Only a finding on the attacker's own policy explains the leak (the ingest
+             * actor's telemetry/+ is a wildcard by design and is flagged too). */
+            fdl_reg_device rd;
+            if (fdl_registry_device_get(d->o->ctx->reg, id0, &rd) == FDL_REG_OK)
+                audit_for(d, a, "policy-wildcard", rd.policy[0] ? rd.policy : "device-default", 2000);
+            else
+                note(a, "audit: %s is not in the registry", id0);
+        }
         break;
     case FDL_ATTACK_JUNK: fdl_atk_junk_payloads(&t, id0, &a->res); break;
     case FDL_ATTACK_POLICY_WIDEN: run_policy_widen(d, a, &t, id0); break;

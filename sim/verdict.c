@@ -128,7 +128,8 @@ static int unusable(fdl_verdicts *out, const fdl_atk_result *r)
             line_with(r, why, line, sizeof line)[0] ? line : r->evidence);
         return 1;
     }
-    if (line_with(r, (const char *const[]){"inconclusive", NULL}, line, sizeof line)[0]) {
+    /* A delivery the observer saw is proof enough; only a negative result needs the control. */
+    if (!r->succeeded && line_with(r, (const char *const[]){"inconclusive", NULL}, line, sizeof line)[0]) {
         add(out, FDL_OUTCOME_ERROR, FDL_LAYER_NONE, "no verdict: %s", line);
         return 1;
     }

@@ -1,0 +1,2 @@
+local x = 1
+step { attack = nil, expect = "stopped", layer = "cloud" }

@@ -1,0 +1,2 @@
+-- The same, by name.
+local a = attack("teleport", {})
