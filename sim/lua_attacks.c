@@ -566,9 +566,12 @@ static int l_step(lua_State *L)
         snprintf(line, sizeof line, "CHECK FAILED: %s", a->check_failed);
         fdl_step_append_evidence(st, line);
     }
-    for (size_t i = 0; i < a->verdicts.n; i++) {
-        const fdl_verdict *w = &a->verdicts.v[i];
-        snprintf(line, sizeof line, "%s %s%s%s: %s", w == v ? "verdict:" : "also:", fdl_outcome_name(w->outcome),
+    /* The verdict reported first, then the other layers the evidence shows at work. */
+    for (size_t k = 0; k <= a->verdicts.n; k++) {
+        const fdl_verdict *w = k == 0 ? v : &a->verdicts.v[k - 1];
+        if (k > 0 && w == v)
+            continue;
+        snprintf(line, sizeof line, "%s %s%s%s: %s", k == 0 ? "verdict:" : "also:", fdl_outcome_name(w->outcome),
                  w->layer != FDL_LAYER_NONE ? " by " : "", w->layer != FDL_LAYER_NONE ? fdl_layer_name(w->layer) : "",
                  w->why);
         fdl_step_append_evidence(st, line);
