@@ -506,13 +506,10 @@ static void evidence_lines(fdl_report_step *st, const char *prefix, const char *
 
 static void push_verdict(lua_State *L, const fdl_verdict *v)
 {
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, fdl_outcome_name(v->outcome));
-    lua_setfield(L, -2, "outcome");
-    lua_pushstring(L, fdl_layer_name(v->layer));
-    lua_setfield(L, -2, "layer");
-    lua_pushstring(L, v->why);
-    lua_setfield(L, -2, "why");
+    lua_createtable(L, 0, 4);
+    drill_set_str(L, "outcome", fdl_outcome_name(v->outcome));
+    drill_set_str(L, "layer", fdl_layer_name(v->layer));
+    drill_set_str(L, "why", v->why);
 }
 
 static int l_step(lua_State *L)
@@ -592,15 +589,8 @@ static int l_step(lua_State *L)
         fprintf(stderr, "fleetdrill:   %s: expected %s by %s, got %s by %s: %s\n", pass ? "PASS" : "FAIL",
                 fdl_outcome_name(expect), fdl_layer_name(layer), fdl_outcome_name(v->outcome),
                 fdl_layer_name(v->layer), v->why);
-    lua_createtable(L, 0, 4);
-    lua_pushboolean(L, pass);
-    lua_setfield(L, -2, "pass");
-    lua_pushstring(L, fdl_outcome_name(v->outcome));
-    lua_setfield(L, -2, "outcome");
-    lua_pushstring(L, fdl_layer_name(v->layer));
-    lua_setfield(L, -2, "layer");
-    lua_pushstring(L, v->why);
-    lua_setfield(L, -2, "why");
+    push_verdict(L, v);
+    drill_set_bool(L, "pass", pass);
     return 1;
 }
 
@@ -613,14 +603,10 @@ static int a_run(lua_State *L)
     drill *d = drill_of(L);
     run_attack(L, d, a);
     lua_createtable(L, 0, 5);
-    lua_pushboolean(L, a->res.succeeded);
-    lua_setfield(L, -2, "succeeded");
-    lua_pushstring(L, fdl_atk_stage_name(a->res.stage));
-    lua_setfield(L, -2, "stage");
-    lua_pushstring(L, a->res.evidence);
-    lua_setfield(L, -2, "evidence");
-    lua_pushnumber(L, a->res.elapsed_us / 1000.0);
-    lua_setfield(L, -2, "elapsed_ms");
+    drill_set_bool(L, "succeeded", a->res.succeeded);
+    drill_set_str(L, "stage", fdl_atk_stage_name(a->res.stage));
+    drill_set_str(L, "evidence", a->res.evidence);
+    drill_set_num(L, "elapsed_ms", a->res.elapsed_us / 1000.0);
     lua_createtable(L, (int)a->verdicts.n, 0);
     for (size_t i = 0; i < a->verdicts.n; i++) {
         push_verdict(L, &a->verdicts.v[i]);
@@ -656,13 +642,10 @@ static int a_tostring(lua_State *L)
 
 void drill_open_attacks(lua_State *L)
 {
+    static const luaL_Reg meta[] = {{"__index", a_index}, {"__tostring", a_tostring}, {NULL, NULL}};
     luaL_newmetatable(L, FDL_LUA_ATTACK);
-    lua_pushcfunction(L, a_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, a_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
+    drill_set_funcs(L, meta);
+    drill_set_bool(L, "__metatable", 0);
     lua_pop(L, 1);
     /* the environment table is at -1 */
     lua_createtable(L, 0, FDL_ATTACK__COUNT);
@@ -671,15 +654,12 @@ void drill_open_attacks(lua_State *L)
         lua_pushcclosure(L, l_make, 1);
         lua_setfield(L, -2, k_specs[k].lua);
     }
+    static const luaL_Reg attacks_meta[] = {{"__index", l_attacks_index}, {NULL, NULL}};
+    static const luaL_Reg globals[] = {{"attack", l_attack}, {"step", l_step}, {NULL, NULL}};
     lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_attacks_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
+    drill_set_funcs(L, attacks_meta);
+    drill_set_bool(L, "__metatable", 0);
     lua_setmetatable(L, -2);
     lua_setfield(L, -2, "attacks");
-    lua_pushcfunction(L, l_attack);
-    lua_setfield(L, -2, "attack");
-    lua_pushcfunction(L, l_step);
-    lua_setfield(L, -2, "step");
+    drill_set_funcs(L, globals);
 }

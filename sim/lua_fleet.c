@@ -170,18 +170,12 @@ static void push_totals(lua_State *L, drill *d)
     fdl_fleet_live_totals t;
     fdl_fleet_live_totals_get(fdl_drillenv_live(d->env), &t);
     lua_createtable(L, 0, 6);
-    lua_pushinteger(L, t.devices);
-    lua_setfield(L, -2, "devices");
-    lua_pushinteger(L, t.online);
-    lua_setfield(L, -2, "online");
-    lua_pushinteger(L, t.ever_online);
-    lua_setfield(L, -2, "ever_online");
-    lua_pushinteger(L, t.revoked);
-    lua_setfield(L, -2, "revoked");
-    lua_pushinteger(L, (lua_Integer)t.acked);
-    lua_setfield(L, -2, "acked");
-    lua_pushnumber(L, fdl_drillenv_elapsed_s(d->env));
-    lua_setfield(L, -2, "elapsed");
+    drill_set_int(L, "devices", t.devices);
+    drill_set_int(L, "online", t.online);
+    drill_set_int(L, "ever_online", t.ever_online);
+    drill_set_int(L, "revoked", t.revoked);
+    drill_set_int(L, "acked", (lua_Integer)t.acked);
+    drill_set_num(L, "elapsed", fdl_drillenv_elapsed_s(d->env));
 }
 
 static int f_stats(lua_State *L)
@@ -252,14 +246,10 @@ static int f_revoke(lua_State *L)
     if (fdl_cloud_revoke(d->o->ctx, id, reason, t.port, &rr, err, sizeof err) != 0)
         fdl_luabox_error(L, "revoke %s: %s", id, err);
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, (lua_Integer)rr.certs_revoked);
-    lua_setfield(L, -2, "certificates");
-    lua_pushnumber(L, rr.registry_ms);
-    lua_setfield(L, -2, "registry_ms");
-    lua_pushnumber(L, rr.disconnect_ms);
-    lua_setfield(L, -2, "disconnect_ms");
-    lua_pushstring(L, rr.kick_error);
-    lua_setfield(L, -2, "error");
+    drill_set_int(L, "certificates", (lua_Integer)rr.certs_revoked);
+    drill_set_num(L, "registry_ms", rr.registry_ms);
+    drill_set_num(L, "disconnect_ms", rr.disconnect_ms);
+    drill_set_str(L, "error", rr.kick_error);
     return 1;
 }
 
@@ -275,14 +265,10 @@ static int f_audit(lua_State *L)
     for (size_t i = 0; i < rep->n; i++) {
         const fdl_audit_finding *f = &rep->findings[i];
         lua_createtable(L, 0, 4);
-        lua_pushstring(L, fdl_audit_check_id(f->check));
-        lua_setfield(L, -2, "check");
-        lua_pushstring(L, fdl_audit_severity_name(f->severity));
-        lua_setfield(L, -2, "severity");
-        lua_pushstring(L, f->object);
-        lua_setfield(L, -2, "object");
-        lua_pushstring(L, f->message);
-        lua_setfield(L, -2, "message");
+        drill_set_str(L, "check", fdl_audit_check_id(f->check));
+        drill_set_str(L, "severity", fdl_audit_severity_name(f->severity));
+        drill_set_str(L, "object", f->object);
+        drill_set_str(L, "message", f->message);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     fdl_audit_report_free(rep);
@@ -303,67 +289,48 @@ static int f_tostring(lua_State *L)
 
 /* ---- device objects ------------------------------------------------------------------ */
 
-static drill *check_device(lua_State *L, uint32_t *i)
+/* The live view of the device in argument 1. */
+static fdl_fleet_dev_view device_view(lua_State *L)
 {
     drill *d = drill_of(L);
-    *i = drill_check_device(L, d, 1);
-    return d;
-}
-
-static void view_of(drill *d, uint32_t i, fdl_fleet_dev_view *v)
-{
-    memset(v, 0, sizeof *v);
-    fdl_fleet_live_get(fdl_drillenv_live(d->env), i, v);
+    uint32_t i = drill_check_device(L, d, 1);
+    fdl_fleet_dev_view v;
+    memset(&v, 0, sizeof v);
+    fdl_fleet_live_get(fdl_drillenv_live(d->env), i, &v);
+    return v;
 }
 
 static int d_online(lua_State *L)
 {
-    uint32_t i;
-    drill *d = check_device(L, &i);
-    fdl_fleet_dev_view v;
-    view_of(d, i, &v);
-    lua_pushboolean(L, v.online);
+    lua_pushboolean(L, device_view(L).online);
     return 1;
 }
 
 static int d_revoked(lua_State *L)
 {
-    uint32_t i;
-    drill *d = check_device(L, &i);
-    fdl_fleet_dev_view v;
-    view_of(d, i, &v);
-    lua_pushboolean(L, v.revoked);
+    lua_pushboolean(L, device_view(L).revoked);
     return 1;
 }
 
 /* d:state() -> {online, revoked, connections, refused, acked, last_failure} */
 static int d_state(lua_State *L)
 {
-    uint32_t i;
-    drill *d = check_device(L, &i);
-    fdl_fleet_dev_view v;
-    view_of(d, i, &v);
+    fdl_fleet_dev_view v = device_view(L);
     lua_createtable(L, 0, 6);
-    lua_pushboolean(L, v.online);
-    lua_setfield(L, -2, "online");
-    lua_pushboolean(L, v.revoked);
-    lua_setfield(L, -2, "revoked");
-    lua_pushinteger(L, v.n_online);
-    lua_setfield(L, -2, "connections");
-    lua_pushinteger(L, v.n_refused);
-    lua_setfield(L, -2, "refused");
-    lua_pushinteger(L, (lua_Integer)v.acked);
-    lua_setfield(L, -2, "acked");
-    lua_pushstring(L, fdl_device_fail_name((fdl_device_fail)v.last_fail));
-    lua_setfield(L, -2, "last_failure");
+    drill_set_bool(L, "online", v.online);
+    drill_set_bool(L, "revoked", v.revoked);
+    drill_set_int(L, "connections", v.n_online);
+    drill_set_int(L, "refused", v.n_refused);
+    drill_set_int(L, "acked", (lua_Integer)v.acked);
+    drill_set_str(L, "last_failure", fdl_device_fail_name((fdl_device_fail)v.last_fail));
     return 1;
 }
 
 static int d_index(lua_State *L)
 {
     const char *k = luaL_checkstring(L, 2);
-    uint32_t i;
-    drill *d = check_device(L, &i);
+    drill *d = drill_of(L);
+    uint32_t i = drill_check_device(L, d, 1);
     if (!strcmp(k, "id")) {
         char id[FDL_DEVICE_ID_MAX];
         drill_device_id(d, i, id, sizeof id);
@@ -412,27 +379,20 @@ void drill_open_fleet(lua_State *L)
         {"audit", f_audit},     {NULL, NULL}};
     static const luaL_Reg device_methods[] = {
         {"online", d_online}, {"revoked", d_revoked}, {"state", d_state}, {NULL, NULL}};
+    static const luaL_Reg fleet_meta[] = {{"__tostring", f_tostring}, {NULL, NULL}};
+    static const luaL_Reg device_meta[] = {
+        {"__index", d_index}, {"__tostring", d_tostring}, {"__eq", d_eq}, {NULL, NULL}};
     luaL_newmetatable(L, FDL_LUA_FLEET);
     luaL_newlib(L, fleet_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, f_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "fleet");
-    lua_setfield(L, -2, "__name");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");   /* scripts cannot swap the methods */
+    drill_set_funcs(L, fleet_meta);
+    drill_set_bool(L, "__metatable", 0);   /* scripts cannot swap the methods */
     lua_pop(L, 1);
     luaL_newmetatable(L, FDL_LUA_DEVICE);
     luaL_newlib(L, device_methods);
     lua_setfield(L, -2, "methods");
-    lua_pushcfunction(L, d_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, d_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushcfunction(L, d_eq);
-    lua_setfield(L, -2, "__eq");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
+    drill_set_funcs(L, device_meta);
+    drill_set_bool(L, "__metatable", 0);
     lua_pop(L, 1);
     /* the environment table is at -1 */
     lua_pushcfunction(L, l_fleet);

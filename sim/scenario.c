@@ -160,6 +160,38 @@ int drill_audit_find(drill *d, const char *check, const char *object, unsigned w
     }
 }
 
+void drill_set_str(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void drill_set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void drill_set_num(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void drill_set_bool(lua_State *L, const char *k, int v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void drill_set_funcs(lua_State *L, const luaL_Reg *fns)
+{
+    for (; fns->name; fns++) {
+        lua_pushcfunction(L, fns->func);
+        lua_setfield(L, -2, fns->name);
+    }
+}
+
 /* ---- globals: scenario{}, print, require ---------------------------------------- */
 
 /* scenario { name = "...", description = "..." } */
@@ -311,12 +343,9 @@ static void open_engine(lua_State *L, drill *d)
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, LOADED_KEY);
     fdl_luabox_push_env(L);
-    lua_pushcfunction(L, l_scenario);
-    lua_setfield(L, -2, "scenario");
-    lua_pushcfunction(L, l_print);
-    lua_setfield(L, -2, "print");
-    lua_pushcfunction(L, l_require);
-    lua_setfield(L, -2, "require");
+    static const luaL_Reg globals[] = {{"scenario", l_scenario}, {"print", l_print}, {"require", l_require},
+                                       {NULL, NULL}};
+    drill_set_funcs(L, globals);
     drill_open_fleet(L);
     drill_open_attacks(L);
     lua_pop(L, 1);

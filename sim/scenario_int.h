@@ -87,6 +87,14 @@ const char *drill_opt_string(lua_State *L, int idx, const char *key, const char 
  * 200 ms for up to wait_ms. Returns 1 and the message in buf when found. */
 int drill_audit_find(drill *d, const char *check, const char *object, unsigned wait_ms, char *buf, size_t cap);
 
+/* Sets field k of the table on top of the stack. */
+void drill_set_str(lua_State *L, const char *k, const char *v);
+void drill_set_int(lua_State *L, const char *k, lua_Integer v);
+void drill_set_num(lua_State *L, const char *k, double v);
+void drill_set_bool(lua_State *L, const char *k, int v);
+/* Sets the C functions of fns (NULL-terminated) as fields of the table on top of the stack. */
+void drill_set_funcs(lua_State *L, const luaL_Reg *fns);
+
 /* luaopen-style registration of the bindings into the environment table at -1. */
 void drill_open_fleet(lua_State *L);
 void drill_open_attacks(lua_State *L);
