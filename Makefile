@@ -1,5 +1,6 @@
 # Thin wrapper: every target installs what it needs and builds first.
-#   make demo             setup, build, run the default drill (200 devices, 20 s)
+#   make demo             setup, build, run the standard drills on 200-device fleets, write the
+#                         HTML report and print its path and the summary table
 #   make test             setup, build, run the whole test suite
 #   make test SANITIZE=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer
 MAKEFLAGS += --no-print-directory
@@ -23,8 +24,12 @@ build: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+DEMO_REPORT ?= $(STATE)/drill-report.html
 demo: build
-	$(BUILD)/fleetdrill run --devices 200 --duration 20 --state $(STATE)
+	@mkdir -p $(STATE)
+	@$(BUILD)/fleetdrill drill scenarios/ --devices 200 --state $(STATE)/drills --quiet \
+	  --html $(DEMO_REPORT) --json $(STATE)/drill-report.json; rc=$$?; \
+	  echo; echo "HTML report: $(abspath $(DEMO_REPORT))"; exit $$rc
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 900
