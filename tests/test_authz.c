@@ -143,11 +143,54 @@ static void topic_decisions_fail_closed(void **state)
     assert_null(a);
 }
 
+/* The drill ablations: the registry check and the policy turned off, loudly and only on request. */
+static void ablations_open_what_they_say_and_nothing_else(void **state)
+{
+    (void)state;
+    char err[256], id[80];
+    fdl_authz *a = NULL;
+    fdl_authz_cfg cfg = {.registry_check_off = 1};
+    assert_int_equal(fdl_authz_open_cfg(g_reg, &cfg, &a, err, sizeof err), 0);
+    fdl_authz_conn c;
+    /* Revoked and pending certificates connect as their CN, and the decision says why. */
+    assert_int_equal(fdl_authz_connect_ex(a, g_der[3], g_der_len[3], "127.0.0.1", 0, &c), FDL_AUTHZ_ALLOW);
+    assert_string_equal(c.identity, "dev-000004");
+    assert_int_equal(c.ablated, 1);
+    assert_int_equal(c.ablated_reason, FDL_AUTHZ_REVOKED);
+    assert_int_equal(fdl_authz_connect_ex(a, g_der[1], g_der_len[1], "127.0.0.1", 0, &c), FDL_AUTHZ_ALLOW);
+    assert_int_equal(c.ablated_reason, FDL_AUTHZ_PENDING);
+    /* An active one is not "ablated": the registry said yes anyway. */
+    assert_int_equal(fdl_authz_connect_ex(a, g_der[0], g_der_len[0], "127.0.0.1", 0, &c), FDL_AUTHZ_ALLOW);
+    assert_int_equal(c.ablated, 0);
+    /* No certificate, or bytes that are no certificate, still get nowhere. */
+    assert_int_equal(fdl_authz_connect(a, NULL, 0, id, sizeof id), FDL_AUTHZ_NO_CERT);
+    unsigned char junk[64] = {0x30, 0x03, 0x01, 0x01, 0xff};
+    assert_int_not_equal(fdl_authz_connect(a, junk, sizeof junk, id, sizeof id), FDL_AUTHZ_ALLOW);
+    /* The policy still applies: the revoked device's deny-all would stop it here. */
+    const char *other = "telemetry/dev-000002";
+    assert_int_equal(fdl_authz_check(a, "dev-000001", "c", FDL_POLICY_PUBLISH, other, strlen(other), NULL, 0),
+                     FDL_AUTHZ_POLICY_DENY);
+    fdl_authz_free(a);
+
+    fdl_authz_cfg pol = {.policy_off = 1};
+    char detail[160];
+    assert_int_equal(fdl_authz_open_cfg(g_reg, &pol, &a, err, sizeof err), 0);
+    assert_int_equal(fdl_authz_check(a, "dev-000001", "c", FDL_POLICY_PUBLISH, other, strlen(other), detail,
+                                     sizeof detail),
+                     FDL_AUTHZ_ALLOW);
+    assert_non_null(strstr(detail, "ablation"));
+    assert_int_equal(fdl_authz_check(a, "dev-000001", "c", FDL_POLICY_SUBSCRIBE, "#", 1, NULL, 0), FDL_AUTHZ_ALLOW);
+    /* ... but the connection check is untouched. */
+    assert_int_equal(fdl_authz_connect(a, g_der[3], g_der_len[3], id, sizeof id), FDL_AUTHZ_REVOKED);
+    fdl_authz_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(connect_decisions),
         cmocka_unit_test(topic_decisions_fail_closed),
+        cmocka_unit_test(ablations_open_what_they_say_and_nothing_else),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
