@@ -93,9 +93,9 @@ static const char *line_with(const fdl_atk_result *r, const char *const *needles
  * the evidence quotes one, else what the attacker saw. */
 static const char *corroboration(const fdl_atk_result *r, char *buf, size_t cap)
 {
-    static const char *const broker[] = {"broker: fleetdrill: denied", "broker: fleetdrill: dropped payload",
-                                         "broker: fleetdrill: refused", "SSL routines", "broker: Client connection",
-                                         "broker: OpenSSL", NULL};
+    /* The plugin's and OpenSSL's own words, as the broker log has them (after a timestamp). */
+    static const char *const broker[] = {"fleetdrill: denied", "fleetdrill: dropped payload", "fleetdrill: refused",
+                                         "SSL routines", "Client connection from", "OpenSSL Error", NULL};
     static const char *const client[] = {"alert", "rejected", "refused", "SUBACK 0x80", "CKR_", "closed by the broker",
                                          NULL};
     if (line_with(r, broker, buf, cap)[0] || line_with(r, client, buf, cap)[0])

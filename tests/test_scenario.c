@@ -271,9 +271,10 @@ static void verdicts_cloud_policy_and_payload(void **state)
     fdl_verdicts v;
     fdl_atk_result r = res(0, FDL_ATK_STAGE_PUBLISH,
                            "control: observer received it\nattack: observer did not receive it\n"
-                           "broker: fleetdrill: denied dev-1 publish to telemetry/dev-2: denied by policy");
+                           "broker: 2026-01-01T00:00:00: fleetdrill: denied dev-1 publish to telemetry/dev-2: denied by "
+                           "policy");
     judge(&(fdl_observation){.kind = FDL_ATTACK_CROSS_PUBLISH, .attack = &r}, &v);
-    expect_v(&v, 0, FDL_OUTCOME_BLOCKED, FDL_LAYER_CLOUD, "denied dev-1 publish");
+    expect_v(&v, 0, FDL_OUTCOME_BLOCKED, FDL_LAYER_CLOUD, "fleetdrill: denied dev-1 publish");
 
     r = res(0, FDL_ATK_STAGE_DELIVERY, "SUBSCRIBE telemetry/dev-2: SUBACK 0x01\nattacker received 0 message(s)");
     judge(&(fdl_observation){.kind = FDL_ATTACK_CROSS_SUBSCRIBE, .attack = &r}, &v);
