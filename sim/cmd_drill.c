@@ -457,8 +457,9 @@ static void print_matrix(FILE *out, const matrix *m, const int *cols_run)
             snprintf(ind, sizeof ind, "%d", indep);
         fprintf(out, " %6d %11s\n", alone, ind);
     }
-    fprintf(out, "\nLAYERS: layers seen catching the attack on their own; INDEPENDENT: 0 = it gets through as\n"
-                 "configured, 1 = turning one defence off lets it through, N = no single switch does.\n");
+    fprintf(out, "\nLAYERS: distinct layers seen catching the attack on their own. INDEPENDENT: 0 = it gets\n"
+                 "through as configured; 1 = turning one defence off lets it through; otherwise the layers\n"
+                 "seen catching it.\n");
 }
 
 int fdl_cmd_matrix(int argc, char **argv)

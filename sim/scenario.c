@@ -270,17 +270,25 @@ static int l_require(lua_State *L)
 
 /* ---- the sampler: timing series from the live view -------------------------------- */
 
+/* One point of every series from the live view (sampler thread, or the engine once it stopped). */
+static void sample(drill *d)
+{
+    if (d->n_samples >= DRILL_SAMPLES_MAX)
+        return;
+    fdl_fleet_live_totals t;
+    fdl_fleet_live_totals_get(fdl_drillenv_live(d->env), &t);
+    uint32_t i = d->n_samples;
+    d->sample_t[i] = (int64_t)((fdl_now_ns() - d->t0_ns) / 1000000u);
+    d->sample_online[i] = t.online;
+    d->sample_acked[i] = (double)t.acked;
+    d->n_samples = i + 1;
+}
+
 static void *sampler_main(void *arg)
 {
     drill *d = arg;
     while (!atomic_load(&d->sampler_stop) && d->n_samples < DRILL_SAMPLES_MAX) {
-        fdl_fleet_live_totals t;
-        fdl_fleet_live_totals_get(fdl_drillenv_live(d->env), &t);
-        uint32_t i = d->n_samples;
-        d->sample_t[i] = (int64_t)((fdl_now_ns() - d->t0_ns) / 1000000u);
-        d->sample_online[i] = t.online;
-        d->sample_acked[i] = (double)t.acked;
-        d->n_samples = i + 1;
+        sample(d);
         for (unsigned k = 0; k < DRILL_SAMPLE_MS / 20 && !atomic_load(&d->sampler_stop); k++)
             usleep(20000);
     }
@@ -309,6 +317,7 @@ void drill_teardown(drill *d)
         atomic_store(&d->sampler_stop, 1);
         pthread_join(d->sampler, NULL);
         d->sampler_started = 0;
+        sample(d);   /* the end of the drill, so a short one still has a line */
     }
     if (d->env) {
         fdl_drillenv_stop(d->env);

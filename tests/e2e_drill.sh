@@ -6,7 +6,8 @@
 #  * a scenario with a syntax error and one with an unknown attack give file:line errors
 #    and the scenario after them still runs;
 #  * `fleetdrill report --compare previous` shows the regression between the two runs;
-#  * `fleetdrill matrix` on the rogue-CA drill shows which switch lets it through;
+#  * `fleetdrill matrix` on the rogue-CA drill shows which switch lets it through, and its
+#    HTML report renders in headless Chromium without network (tests/e2e_report_html.sh);
 #  * no broker is left behind.
 set -euo pipefail
 FDL=${1:?usage: e2e_drill.sh path/to/fleetdrill}
@@ -151,6 +152,13 @@ assert row["attack"] == "rogue-ca" and row["independent_layers"] == 1
 assert [c["outcome"] for c in row["cells"]] == ["blocked", "missed", "blocked"]
 EOF
 if grep -qi "matrix" "$S/matrix.html"; then ok "matrix in the HTML report"; else bad "matrix HTML"; fi
+# The drill's own HTML page (tables, charts, the matrix heat map) in headless Chromium, no network.
+if FDL_BUILD_DIR="${FDL_BUILD_DIR:-$S}" FDL_REPORT_HTML="$S/matrix.html" FDL_REPORT_HTML_NAME=e2e_drill_html \
+   bash "$SRC/tests/e2e_report_html.sh" "$FDL" >"$S/render.out" 2>&1; then
+  ok "the matrix report renders offline in headless Chromium: $(tail -1 "$S/render.out")"
+else
+  cat "$S/render.out"; bad "the drill's HTML report did not render"
+fi
 
 if pgrep -f "$ST/broker/mosquitto.conf" >/dev/null; then bad "a broker is still running"; else ok "no broker left behind"; fi
 

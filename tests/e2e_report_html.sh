@@ -7,6 +7,9 @@
 # no interface at all (unshare -n, root) and, in case that is unavailable, with a dead
 # proxy and a resolver that resolves nothing. Fails, never skips, when Chromium is missing.
 # The page and the screenshot stay in $FDL_BUILD_DIR/e2e_report_html/ for people and CI.
+#
+# FDL_REPORT_HTML=<page> renders that page instead of the sample (tests/e2e_drill.sh renders
+# a real drill's report this way), into $FDL_BUILD_DIR/${FDL_REPORT_HTML_NAME:-e2e_report_html}/.
 set -euo pipefail
 
 build=${FDL_BUILD_DIR:?FDL_BUILD_DIR must point at the build directory}
@@ -14,16 +17,20 @@ die() { echo "e2e_report_html: $*" >&2; exit 1; }
 
 browser=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$browser" ] || die "chromium is not installed (scripts/setup-deps installs it)"
-[ -x "$build/tests/test_report" ] || die "$build/tests/test_report not built"
 
-out="$build/e2e_report_html"
+out="$build/${FDL_REPORT_HTML_NAME:-e2e_report_html}"
 rm -rf "$out"
 mkdir -p "$out"
 profile=$(mktemp -d /tmp/fdl-e2e-chromium-XXXXXX)
 trap 'rm -rf "$profile"' EXIT
 
-FDL_REPORT_SAMPLE_OUT="$out/report.html" "$build/tests/test_report" || die "could not write the sample report"
-[ -s "$out/report.html" ] || die "empty sample report"
+if [ -n "${FDL_REPORT_HTML:-}" ]; then
+  cp "$FDL_REPORT_HTML" "$out/report.html" || die "cannot read $FDL_REPORT_HTML"
+else
+  [ -x "$build/tests/test_report" ] || die "$build/tests/test_report not built"
+  FDL_REPORT_SAMPLE_OUT="$out/report.html" "$build/tests/test_report" || die "could not write the sample report"
+fi
+[ -s "$out/report.html" ] || die "empty report page"
 
 isolate=()
 if unshare -n true 2>/dev/null; then
