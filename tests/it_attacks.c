@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +366,10 @@ static void widened_policy_lets_the_wildcard_through(void **state)
 
 int main(void)
 {
+    /* As in fleetdrill itself (sim/cli.c): the oversized-payload attack writes into a
+     * connection the broker is closing for it, and EPIPE must be an error, not the end
+     * of the test process (a slower build, such as ASan's, loses that race). */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stolen_certificate_without_key_is_refused),
         cmocka_unit_test(flash_key_reused_from_another_address_connects),
