@@ -8,6 +8,9 @@
  * fdl_atk_result that the scenario engine reports verbatim. docs/attacks.md lists
  * the attacks, their evidence and the layer expected to stop each one.
  *
+ * Signals: the process must ignore SIGPIPE (fleetdrill does, sim/cli.c): a broker
+ * that resets an attacker mid-write makes libuv's write() raise it otherwise.
+ *
  * Threads: an attack runs on the calling thread. Attacks that use an `se`
  * device's token must not run concurrently with anything else using that
  * device's key (devices/se.h: one fdl_se_key, one thread).

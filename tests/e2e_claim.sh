@@ -10,17 +10,7 @@
 #    registration rules do not know, are refused with their reasons.
 set -euo pipefail
 FDL=${1:?usage: e2e_claim.sh path/to/fleetdrill}
-S=$(mktemp -d /tmp/fdl-e2e-claim-XXXXXX)
-fails=0; passes=0; pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f "$S/state/broker/mosquitto.conf" 2>/dev/null || true
-  rm -rf "$S"
-}
-trap cleanup EXIT
-ok()  { echo "ok   - $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$@"; }
+. "$(dirname "$0")/e2e-lib.sh" claim
 
 cat >"$S/rules.lua" <<'LUA'
 local recalled = { ["dev-000003"] = true }
@@ -35,8 +25,7 @@ rc=0
 "$FDL" run --devices 8 --duration 30 --telemetry-interval 1 --provision claim --registration-rules "$S/rules.lua" \
   --state "$ST" --json "$S/summary.json" >"$S/run.out" 2>&1 &
 run_pid=$!; pids+=("$run_pid")
-for _ in $(seq 1 300); do [ -s "$ST/run.json" ] && break; sleep 0.2; done
-[ -s "$ST/run.json" ] || { cat "$S/run.out"; echo "FAIL - run.json never appeared"; exit 1; }
+wait_run_json "$ST" || { cat "$S/run.out"; echo "FAIL - run.json never appeared"; exit 1; }
 PORT=$(json "$ST/run.json" "['broker']['port']")
 LOG=$(json "$ST/run.json" "['broker']['log']")
 for _ in $(seq 1 100); do [ -s "$ST/devices/dev-000008/cert.pem" ] && break; sleep 0.2; done
@@ -123,5 +112,4 @@ CLM=$(json "$S/second.json" "['result']['provisioning']['claimed']")
 [ "$CON" = 7 ] && [ "$CLM" = 0 ] && ok "second run: 7 devices connect with their stored identity, no new claim" \
   || bad "second run: connected $CON, claimed $CLM (exit $rc)"
 
-echo "e2e_claim: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_finish

@@ -10,18 +10,7 @@
 #    (cert-shared), then a device policy widened to telemetry/# as high severity.
 set -euo pipefail
 FDL=${1:?usage: e2e_control.sh path/to/fleetdrill}
-S=$(mktemp -d /tmp/fdl-e2e-ctl-XXXXXX)
-fails=0; passes=0; pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f "$S/broker/mosquitto.conf" 2>/dev/null || true
-  rm -rf "$S"
-}
-trap cleanup EXIT
-ok()  { echo "ok   - $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$@"; }
-wait_run_json() { for _ in $(seq 1 300); do [ -s "$S/run.json" ] && return 0; sleep 0.2; done; return 1; }
+. "$(dirname "$0")/e2e-lib.sh" ctl
 
 N=6; A=dev-000001; B=dev-000002
 "$FDL" run --devices $N --duration 40 --telemetry-interval 1 --state "$S" --json "$S/summary.json" \
@@ -143,5 +132,4 @@ sqlite3 "$J/state/registry.db" "SELECT status, reason FROM certificates WHERE de
   | grep -q "REVOKED|on the recall list" && ok "registry: dev-000003's certificate REVOKED, 'on the recall list'" \
   || bad "registry state of dev-000003: $(sqlite3 "$J/state/registry.db" "SELECT status, reason FROM certificates WHERE device_id = 'dev-000003'")"
 
-echo "e2e_control: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_finish

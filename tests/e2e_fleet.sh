@@ -8,23 +8,8 @@
 #  * SIGTERM stops the run cleanly and SIGKILL of fleetdrill leaves no broker behind.
 set -euo pipefail
 FDL=${1:?usage: e2e_fleet.sh path/to/fleetdrill}
-S=$(mktemp -d /tmp/fdl-e2e-XXXXXX)
-fails=0
-passes=0
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f "$S/broker/mosquitto.conf" 2>/dev/null || true
-  rm -rf "$S"
-}
-trap cleanup EXIT
-ok()   { echo "ok   - $*"; passes=$((passes + 1)); }
-bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/e2e-lib.sh" fleet
 port_of() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['broker']['port'])" "$S/run.json"; }
-wait_run_json() {
-  for _ in $(seq 1 300); do [ -s "$S/run.json" ] && return 0; sleep 0.2; done
-  return 1
-}
 broker_alive() { pgrep -f "$S/broker/mosquitto.conf" >/dev/null; }
 
 N=12
@@ -115,5 +100,4 @@ kill -KILL "$p"; wait "$p" 2>/dev/null || true
 for _ in $(seq 1 50); do broker_alive || break; sleep 0.1; done
 broker_alive && bad "broker orphaned after SIGKILL of fleetdrill" || ok "no broker left after SIGKILL"
 
-echo "e2e_fleet: $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+e2e_finish
