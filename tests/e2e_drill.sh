@@ -12,16 +12,7 @@
 set -euo pipefail
 FDL=${1:?usage: e2e_drill.sh path/to/fleetdrill}
 SRC=${FDL_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-S=$(mktemp -d /tmp/fdl-e2e-drill-XXXXXX)
-fails=0
-passes=0
-cleanup() {
-  pkill -9 -f "$S/state/broker/mosquitto.conf" 2>/dev/null || true
-  if [ -z "${FDL_TEST_KEEP:-}" ]; then rm -rf "$S"; else echo "kept $S"; fi
-}
-trap cleanup EXIT
-ok()  { echo "ok   - $*"; passes=$((passes + 1)); }
-bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/e2e-lib.sh" drill
 ST="$S/state"
 H="$S/history.db"
 
@@ -162,5 +153,4 @@ fi
 
 if pgrep -f "$ST/broker/mosquitto.conf" >/dev/null; then bad "a broker is still running"; else ok "no broker left behind"; fi
 
-echo "e2e_drill: $passes passed, $fails failed"
-[ $fails -eq 0 ]
+e2e_finish
