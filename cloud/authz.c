@@ -263,8 +263,25 @@ static fdl_authz_reason ablate_registry(fdl_authz *a, const uint8_t *der, size_t
     return r;
 }
 
+/* The claim credential with client_id: refused if the id is unsafe, a service, or
+ * a device that already has an ACTIVE certificate (see FDL_AUTHZ_CLAIM_IDENTITY). */
+static fdl_authz_reason claim_client(fdl_authz *a, const char *client_id)
+{
+    const char *why = NULL;
+    fdl_reg_device dev;
+    int active = 0;
+    if (!client_id || fdl_policy_value_check(client_id, strlen(client_id), &why) != FDL_POLICY_OK)
+        return FDL_AUTHZ_UNSAFE_ID;
+    fdl_reg_status st = fdl_registry_device_get(a->reg, client_id, &dev);
+    if (st == FDL_REG_ERR_NOT_FOUND)
+        return FDL_AUTHZ_ALLOW;
+    if (st != FDL_REG_OK || fdl_registry_device_has_active(a->reg, client_id, &active) != FDL_REG_OK)
+        return FDL_AUTHZ_REGISTRY_ERROR;
+    return dev.service || active ? FDL_AUTHZ_CLAIM_ID_TAKEN : FDL_AUTHZ_ALLOW;
+}
+
 fdl_authz_reason fdl_authz_connect_ex(fdl_authz *a, const uint8_t *der, size_t len, const char *source,
-                                      int64_t now_ms, fdl_authz_conn *c)
+                                      const char *client_id, int64_t now_ms, fdl_authz_conn *c)
 {
     fdl_authz_reason r = FDL_AUTHZ_NO_CERT;
     fdl_reg_cert_info info;
@@ -306,6 +323,8 @@ fdl_authz_reason fdl_authz_connect_ex(fdl_authz *a, const uint8_t *der, size_t l
 done:
     if (r != FDL_AUTHZ_ALLOW && r != FDL_AUTHZ_NO_CERT && a->cfg.registry_check_off)
         r = ablate_registry(a, der, len, r, c);
+    if (r == FDL_AUTHZ_ALLOW && c->service && !strcmp(c->identity, FDL_AUTHZ_CLAIM_IDENTITY))
+        r = claim_client(a, client_id);
     if (r == FDL_AUTHZ_ALLOW)
         a->stats.connects_allowed++;
     else
@@ -313,43 +332,10 @@ done:
     return r;
 }
 
-static int any_active(void *ctx, const char *fp, const fdl_reg_cert_info *info)
-{
-    (void)fp;
-    int *active = ctx;
-    *active |= info->state == FDL_REG_CERT_ACTIVE;
-    return *active;
-}
-
-fdl_authz_reason fdl_authz_claim_check(fdl_authz *a, const char *client_id)
-{
-    const char *why = NULL;
-    fdl_authz_reason r = FDL_AUTHZ_UNSAFE_ID;
-    fdl_reg_device dev;
-    int active = 0;
-    if (!client_id || fdl_policy_value_check(client_id, strlen(client_id), &why) != FDL_POLICY_OK)
-        goto done;
-    fdl_reg_status st = fdl_registry_device_get(a->reg, client_id, &dev);
-    r = FDL_AUTHZ_REGISTRY_ERROR;
-    if (st == FDL_REG_ERR_NOT_FOUND) {
-        r = FDL_AUTHZ_ALLOW;
-        goto done;
-    }
-    if (st != FDL_REG_OK || fdl_registry_device_certs(a->reg, client_id, any_active, &active) != FDL_REG_OK)
-        goto done;
-    r = dev.service || active ? FDL_AUTHZ_CLAIM_ID_TAKEN : FDL_AUTHZ_ALLOW;
-done:
-    if (r != FDL_AUTHZ_ALLOW) {
-        a->stats.connects_denied++;
-        a->stats.connects_allowed--;   /* the certificate itself was allowed a moment ago */
-    }
-    return r;
-}
-
 fdl_authz_reason fdl_authz_connect(fdl_authz *a, const uint8_t *der, size_t len, char *identity, size_t cap)
 {
     fdl_authz_conn c;
-    fdl_authz_reason r = fdl_authz_connect_ex(a, der, len, NULL, 0, &c);
+    fdl_authz_reason r = fdl_authz_connect_ex(a, der, len, NULL, NULL, 0, &c);
     if (r == FDL_AUTHZ_ALLOW) {
         if (strlen(c.identity) >= cap)
             return FDL_AUTHZ_UNSAFE_ID;

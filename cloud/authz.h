@@ -86,35 +86,31 @@ typedef struct fdl_authz_conn {
     fdl_authz_reason ablated_reason;
 } fdl_authz_conn;
 
+/* The identity of the shared claim certificate (cloud/enroll.h FDL_CLAIM_ID). */
+#define FDL_AUTHZ_CLAIM_IDENTITY "claim"
+
 /*
  * fdl_authz_connect with the source address (for the registration window rate
- * limit; NULL = "unknown") and the current time in ms (monotonic or wall, only
- * differences are used). An unknown certificate whose issuer is a registered CA
- * of role "factory" is recorded PENDING and FDL_AUTHZ_JITR_RECORDED is returned.
+ * limit; NULL = "unknown"), the MQTT client id (NULL = unknown) and the current
+ * time in ms (monotonic or wall, only differences are used). An unknown
+ * certificate whose issuer is a registered CA of role "factory" is recorded
+ * PENDING and FDL_AUTHZ_JITR_RECORDED is returned.
+ *
+ * The claim credential (a service identity FDL_AUTHZ_CLAIM_IDENTITY) is shared by
+ * every unprovisioned device and its client id is chosen by the client: MQTT lets
+ * a new connection with a client id take over the session of the one holding it,
+ * so it is allowed only with a safe client id that is not a service and has no
+ * ACTIVE certificate: FDL_AUTHZ_CLAIM_ID_TAKEN, or FDL_AUTHZ_UNSAFE_ID (also for
+ * a NULL client id), otherwise.
  */
 fdl_authz_reason fdl_authz_connect_ex(fdl_authz *a, const uint8_t *der, size_t len, const char *source,
-                                      int64_t now_ms, fdl_authz_conn *out);
+                                      const char *client_id, int64_t now_ms, fdl_authz_conn *out);
 void fdl_authz_free(fdl_authz *a);
 
 /*
  * Decides a CONNECT from the certificate's DER bytes (borrowed). On
  * FDL_AUTHZ_ALLOW the device id is written to identity (cap >= 65).
  */
-/* The identity of the shared claim certificate (cloud/enroll.h FDL_CLAIM_ID). */
-#define FDL_AUTHZ_CLAIM_IDENTITY "claim"
-
-/*
- * The claim credential is shared by every unprovisioned device and its client id
- * is chosen by the client: MQTT lets a new connection with a client id take over
- * the session of the one holding it, so a claim connection must not borrow the
- * id of a device that already has its identity. FDL_AUTHZ_ALLOW if client_id is
- * a safe id that is not a service and has no ACTIVE certificate;
- * FDL_AUTHZ_CLAIM_ID_TAKEN or FDL_AUTHZ_UNSAFE_ID otherwise (counted as a denied
- * connect: call it only after fdl_authz_connect_ex allowed the certificate),
- * FDL_AUTHZ_REGISTRY_ERROR if the registry cannot answer.
- */
-fdl_authz_reason fdl_authz_claim_check(fdl_authz *a, const char *client_id);
-
 fdl_authz_reason fdl_authz_connect(fdl_authz *a, const uint8_t *der, size_t len, char *identity, size_t cap);
 
 /*

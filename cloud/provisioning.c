@@ -165,18 +165,15 @@ typedef struct claim_out {
     size_t der_len;
 } claim_out;
 
-typedef struct active_probe {
-    int active;
-} active_probe;
-
-static int probe_active(void *ctx, const char *fp, const fdl_reg_cert_info *info)
+/* Appends the PEM of one DER certificate at out[*n], within cap; *n grows by its
+ * length (without the NUL mbedTLS writes after it). 0 or -1 (no room). */
+static int append_cert_pem(const unsigned char *der, size_t len, char *out, size_t cap, size_t *n)
 {
-    (void)fp;
-    active_probe *a = ctx;
-    if (info->state == FDL_REG_CERT_ACTIVE) {
-        a->active = 1;
-        return 1;
-    }
+    size_t olen = 0;
+    if (mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n", der, len,
+                                 (unsigned char *)out + *n, cap - *n, &olen) != 0)
+        return -1;
+    *n += olen - 1;
     return 0;
 }
 
@@ -185,13 +182,9 @@ static int probe_active(void *ctx, const char *fp, const fdl_reg_cert_info *info
 static size_t chain_pem(fdl_prov *p, char *out, size_t cap)
 {
     size_t n = 0;
-    for (const mbedtls_x509_crt *c = fdl_pki_chain(p->cfg.issuer); c && c->raw.p; c = c->next) {
-        size_t olen = 0;
-        if (mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n", c->raw.p,
-                                     c->raw.len, (unsigned char *)out + n, cap - n, &olen) != 0)
+    for (const mbedtls_x509_crt *c = fdl_pki_chain(p->cfg.issuer); c && c->raw.p; c = c->next)
+        if (append_cert_pem(c->raw.p, c->raw.len, out, cap, &n) != 0)
             return 0;
-        n += olen - 1;   /* olen counts the NUL */
-    }
     return n;
 }
 
@@ -227,16 +220,16 @@ static void claim_decide(fdl_prov *p, prov_item *it, const prov_item *batch, siz
         snprintf(o->reason, sizeof o->reason, "%s is a reserved identity (a cloud service)", it->dev);
         goto out;
     }
-    active_probe ap = {0};
-    if (rs == FDL_REG_OK && fdl_registry_device_certs(p->reg, it->dev, probe_active, &ap) != FDL_REG_OK) {
+    int active = 0;
+    if (rs == FDL_REG_OK && fdl_registry_device_has_active(p->reg, it->dev, &active) != FDL_REG_OK) {
         o->verdict = -1;
         snprintf(err, errcap, "registry: %s", fdl_registry_last_error(p->reg));
         goto out;
     }
-    for (size_t j = 0; j < idx && !ap.active; j++)
+    for (size_t j = 0; j < idx && !active; j++)
         if (batch[j].csr && !strcmp(batch[j].dev, it->dev))
-            ap.active = 1;   /* two requests for one name in one batch: the first one wins */
-    if (ap.active) {
+            active = 1;   /* two requests for one name in one batch: the first one wins */
+    if (active) {
         snprintf(o->reason, sizeof o->reason,
                  "%s already has an active certificate (revoke it before the device claims again)", it->dev);
         goto out;
@@ -296,11 +289,10 @@ static void claim_batch(fdl_prov *p, prov_item *batch, size_t n, claim_out *co, 
         claim_out *o = &co[i];
         if (o->verdict == 1 && rs == FDL_REG_OK) {
             char *pem = fdl_malloc(CLAIM_PEM_MAX + chain_len);
-            size_t olen = 0;
-            if (pem && mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n", "-----END CERTIFICATE-----\n",
-                                                o->der, o->der_len, (unsigned char *)pem, CLAIM_PEM_MAX, &olen) == 0) {
-                memcpy(pem + olen - 1, chain, chain_len);
-                claim_reply(p, batch[i].dev, FDL_TOPIC_CLAIM_ACCEPTED, pem, olen - 1 + chain_len);
+            size_t plen = 0;
+            if (pem && append_cert_pem(o->der, o->der_len, pem, CLAIM_PEM_MAX, &plen) == 0) {
+                memcpy(pem + plen, chain, chain_len);
+                claim_reply(p, batch[i].dev, FDL_TOPIC_CLAIM_ACCEPTED, pem, plen + chain_len);
                 issued++;
                 pthread_mutex_lock(&p->mu);
                 fdl_hist_add(lat, (fdl_now_ns() - batch[i].recv_ns) / 1000u);

@@ -704,6 +704,20 @@ cleanup:
     return st;
 }
 
+static int note_active(void *ctx, const char *fp, const fdl_reg_cert_info *info)
+{
+    (void)fp;
+    int *active = ctx;
+    *active = info->state == FDL_REG_CERT_ACTIVE;
+    return *active;
+}
+
+fdl_reg_status fdl_registry_device_has_active(fdl_registry *reg, const char *device_id, int *active)
+{
+    *active = 0;
+    return fdl_registry_device_certs(reg, device_id, note_active, active);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Devices (the parts used inside transactions first).                                        */
 

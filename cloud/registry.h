@@ -161,6 +161,10 @@ typedef int (*fdl_reg_cert_cb)(void *ctx, const char *fingerprint, const fdl_reg
  * with no certificates calls cb zero times and returns OK. */
 fdl_reg_status fdl_registry_device_certs(fdl_registry *reg, const char *device_id, fdl_reg_cert_cb cb, void *ctx);
 
+/* *active = 1 if the device has an ACTIVE certificate (an unknown device has none).
+ * Stops at the first one. */
+fdl_reg_status fdl_registry_device_has_active(fdl_registry *reg, const char *device_id, int *active);
+
 /* ------------------------------------------------------------------------------ */
 /* Certificates. */
 

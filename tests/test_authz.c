@@ -153,14 +153,14 @@ static void ablations_open_what_they_say_and_nothing_else(void **state)
     assert_int_equal(fdl_authz_open_cfg(g_reg, &cfg, &a, err, sizeof err), 0);
     fdl_authz_conn c;
     /* Revoked and pending certificates connect as their CN, and the decision says why. */
-    assert_int_equal(fdl_authz_connect_ex(a, g_der[3], g_der_len[3], "127.0.0.1", 0, &c), FDL_AUTHZ_ALLOW);
+    assert_int_equal(fdl_authz_connect_ex(a, g_der[3], g_der_len[3], "127.0.0.1", NULL, 0, &c), FDL_AUTHZ_ALLOW);
     assert_string_equal(c.identity, "dev-000004");
     assert_int_equal(c.ablated, 1);
     assert_int_equal(c.ablated_reason, FDL_AUTHZ_REVOKED);
-    assert_int_equal(fdl_authz_connect_ex(a, g_der[1], g_der_len[1], "127.0.0.1", 0, &c), FDL_AUTHZ_ALLOW);
+    assert_int_equal(fdl_authz_connect_ex(a, g_der[1], g_der_len[1], "127.0.0.1", NULL, 0, &c), FDL_AUTHZ_ALLOW);
     assert_int_equal(c.ablated_reason, FDL_AUTHZ_PENDING);
     /* An active one is not "ablated": the registry said yes anyway. */
-    assert_int_equal(fdl_authz_connect_ex(a, g_der[0], g_der_len[0], "127.0.0.1", 0, &c), FDL_AUTHZ_ALLOW);
+    assert_int_equal(fdl_authz_connect_ex(a, g_der[0], g_der_len[0], "127.0.0.1", NULL, 0, &c), FDL_AUTHZ_ALLOW);
     assert_int_equal(c.ablated, 0);
     /* No certificate, or bytes that are no certificate, still get nowhere. */
     assert_int_equal(fdl_authz_connect(a, NULL, 0, id, sizeof id), FDL_AUTHZ_NO_CERT);

@@ -257,11 +257,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     int len = cert ? i2d_X509(cert, &der) : 0;
     const char *addr = safe(mosquitto_client_address(ed->client));
     fdl_authz_conn c;
-    fdl_authz_reason r = fdl_authz_connect_ex(g_authz, der, len > 0 ? (size_t)len : 0, addr, wall_ms(), &c);
+    fdl_authz_reason r = fdl_authz_connect_ex(g_authz, der, len > 0 ? (size_t)len : 0, addr,
+                                              mosquitto_client_id(ed->client), wall_ms(), &c);
     OPENSSL_free(der);
     X509_free(cert);
-    if (r == FDL_AUTHZ_ALLOW && c.service && !strcmp(c.identity, FDL_AUTHZ_CLAIM_IDENTITY))
-        r = fdl_authz_claim_check(g_authz, mosquitto_client_id(ed->client));
     if (r == FDL_AUTHZ_JITR_RECORDED || r == FDL_AUTHZ_PENDING || r == FDL_AUTHZ_RATE_LIMITED) {
         /* The registration window logs verbosely: who, which certificate, from where. */
         mosquitto_log_printf(MOSQ_LOG_NOTICE, "fleetdrill: registration: %s serial %s (%s CA) from %s: %s",
