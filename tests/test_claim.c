@@ -16,32 +16,6 @@
 #include "cloud/pki.h"
 #include "devices/claim.h"
 
-static mbedtls_entropy_context t_entropy;
-static mbedtls_ctr_drbg_context t_drbg;
-
-static int setup(void **state)
-{
-    (void)state;
-    mbedtls_entropy_init(&t_entropy);
-    mbedtls_ctr_drbg_init(&t_drbg);
-    return mbedtls_ctr_drbg_seed(&t_drbg, mbedtls_entropy_func, &t_entropy, (const unsigned char *)"c", 1);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    mbedtls_ctr_drbg_free(&t_drbg);
-    mbedtls_entropy_free(&t_entropy);
-    return 0;
-}
-
-static void gen_key(mbedtls_pk_context *pk, mbedtls_ecp_group_id curve)
-{
-    mbedtls_pk_init(pk);
-    assert_int_equal(mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
-    assert_int_equal(mbedtls_ecp_gen_key(curve, mbedtls_pk_ec(*pk), mbedtls_ctr_drbg_random, &t_drbg), 0);
-}
-
 /* A CSR with an arbitrary subject (what a hostile claim holder can send). */
 static int raw_csr(mbedtls_pk_context *key, const char *subject, char *pem, size_t cap)
 {
@@ -50,7 +24,7 @@ static int raw_csr(mbedtls_pk_context *key, const char *subject, char *pem, size
     mbedtls_x509write_csr_set_md_alg(&w, MBEDTLS_MD_SHA256);
     mbedtls_x509write_csr_set_key(&w, key);
     assert_int_equal(mbedtls_x509write_csr_set_subject_name(&w, subject), 0);
-    int rc = mbedtls_x509write_csr_pem(&w, (unsigned char *)pem, cap, mbedtls_ctr_drbg_random, &t_drbg);
+    int rc = mbedtls_x509write_csr_pem(&w, (unsigned char *)pem, cap, mbedtls_ctr_drbg_random, fdl_test_drbg());
     mbedtls_x509write_csr_free(&w);
     return rc == 0 ? (int)strlen(pem) : -1;
 }
@@ -60,8 +34,8 @@ static void csr_roundtrip(void **state)
     (void)state;
     mbedtls_pk_context key, pub;
     char pem[FDL_CLAIM_CSR_MAX], why[200];
-    gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
-    int n = fdl_claim_make_csr("dev-000042", &key, mbedtls_ctr_drbg_random, &t_drbg, pem, sizeof pem);
+    fdl_test_gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+    int n = fdl_claim_make_csr("dev-000042", &key, mbedtls_ctr_drbg_random, fdl_test_drbg(), pem, sizeof pem);
     assert_true(n > 0);
     mbedtls_pk_init(&pub);
     /* With and without the trailing NUL (a payload from the wire has none). */
@@ -78,7 +52,7 @@ static void csr_roundtrip(void **state)
                      FDL_CSR_ERR_SUBJECT);
     assert_non_null(strstr(why, "CN=dev-000042"));
     /* A device id that would smuggle RDNs is refused by the device itself. */
-    assert_int_equal(fdl_claim_make_csr("dev-1,O=evil", &key, mbedtls_ctr_drbg_random, &t_drbg, pem, sizeof pem), -1);
+    assert_int_equal(fdl_claim_make_csr("dev-1,O=evil", &key, mbedtls_ctr_drbg_random, fdl_test_drbg(), pem, sizeof pem), -1);
     mbedtls_pk_free(&pub);
     mbedtls_pk_free(&key);
 }
@@ -88,7 +62,7 @@ static void csr_hostile(void **state)
     (void)state;
     mbedtls_pk_context key, k384;
     char pem[2048], why[200];
-    gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
     /* Extra RDNs next to the right CN, or the CN alone but twice. */
     int n = raw_csr(&key, "CN=dev-000001,O=Acme", pem, sizeof pem);
     assert_int_equal(fdl_csr_check((uint8_t *)pem, (size_t)n, "dev-000001", NULL, why, sizeof why), FDL_CSR_ERR_SUBJECT);
@@ -100,7 +74,7 @@ static void csr_hostile(void **state)
     n = raw_csr(&key, "CN=dev-00000", pem, sizeof pem);
     assert_int_equal(fdl_csr_check((uint8_t *)pem, (size_t)n, "dev-000001", NULL, why, sizeof why), FDL_CSR_ERR_SUBJECT);
     /* P-384 is not what the CA certifies. */
-    gen_key(&k384, MBEDTLS_ECP_DP_SECP384R1);
+    fdl_test_gen_key(&k384, MBEDTLS_ECP_DP_SECP384R1);
     n = raw_csr(&k384, "CN=dev-000001", pem, sizeof pem);
     assert_int_equal(fdl_csr_check((uint8_t *)pem, (size_t)n, "dev-000001", NULL, why, sizeof why), FDL_CSR_ERR_KEY);
 
@@ -170,8 +144,8 @@ static void accept_checks(void **state)
     mbedtls_x509_crt_init(&got);
     snprintf(path, sizeof path, "%s/%s", ours, FDL_PKI_ROOT_PEM);
     assert_int_equal(mbedtls_x509_crt_parse_file(&root, path), 0);
-    gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
-    gen_key(&other, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&other, MBEDTLS_ECP_DP_SECP256R1);
 
     size_t n = answer(pki, "dev-000007", &key, msg, sizeof msg);
     assert_int_equal(fdl_claim_accept((uint8_t *)msg, n, "dev-000007", &key, &root, &got, why, sizeof why), 0);
@@ -207,5 +181,5 @@ int main(void)
         cmocka_unit_test(csr_hostile),
         cmocka_unit_test(accept_checks),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,32 +24,6 @@
 /* ---------------------------------------------------------------------------------------- */
 /* Helpers.                                                                                  */
 
-static mbedtls_entropy_context t_entropy;
-static mbedtls_ctr_drbg_context t_drbg;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    mbedtls_entropy_init(&t_entropy);
-    mbedtls_ctr_drbg_init(&t_drbg);
-    return mbedtls_ctr_drbg_seed(&t_drbg, mbedtls_entropy_func, &t_entropy, (const unsigned char *)"t", 1);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    mbedtls_ctr_drbg_free(&t_drbg);
-    mbedtls_entropy_free(&t_entropy);
-    return 0;
-}
-
-static void gen_key(mbedtls_pk_context *pk, mbedtls_ecp_group_id curve)
-{
-    mbedtls_pk_init(pk);
-    assert_int_equal(mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
-    assert_int_equal(mbedtls_ecp_gen_key(curve, mbedtls_pk_ec(*pk), mbedtls_ctr_drbg_random, &t_drbg), 0);
-}
-
 static void path_of(char *buf, size_t cap, const char *dir, const char *file)
 {
     snprintf(buf, cap, "%s/%s", dir, file);
@@ -128,7 +102,7 @@ static void issue_leaf(fdl_pki *pki, const char *id, mbedtls_x509_crt *chain, fd
 {
     unsigned char pem[FDL_PKI_CERT_MAX];
     mbedtls_pk_context key;
-    gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
     fdl_pki_leaf_req req = {.device_id = id, .public_key = &key};
     assert_int_equal(fdl_pki_issue(pki, &req, FDL_PKI_PEM, pem, sizeof pem, got), FDL_PKI_OK);
     assert_int_equal(strlen((char *)pem), got->len);
@@ -279,7 +253,7 @@ static void leaf_fields_and_chain(void **state)
     /* DER output, custom validity window, and the file variant. */
     unsigned char der[FDL_PKI_CERT_MAX];
     mbedtls_pk_context key;
-    gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
     time_t nb = 1893456000; /* 2030-01-01 */
     fdl_pki_leaf_req req = {.device_id = "dev-000003", .public_key = &key, .validity_days = 30,
                             .not_before = nb};
@@ -440,8 +414,8 @@ static void refuses_bad_input(void **state)
     fdl_test_mkdtemp("pki-bad", dir, sizeof dir);
     assert_int_equal(fdl_pki_setup_soft(dir, NULL), FDL_PKI_OK);
     assert_int_equal(fdl_pki_open_soft(dir, &pki), FDL_PKI_OK);
-    gen_key(&p256, MBEDTLS_ECP_DP_SECP256R1);
-    gen_key(&p384, MBEDTLS_ECP_DP_SECP384R1);
+    fdl_test_gen_key(&p256, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&p384, MBEDTLS_ECP_DP_SECP384R1);
 
     /* Device ids that would smuggle more RDNs into the subject, or are out of range. */
     static const char *const bad_ids[] = {"", "dev,O=evil", "dev+OU=x", "dev=1", "dev 1", "dev\\,x",
@@ -483,7 +457,7 @@ static void refuses_bad_input(void **state)
     mbedtls_pk_context skey;
     mbedtls_pk_init(&skey);
     path_of(p, sizeof p, dir, FDL_PKI_SERVER_KEY_PEM);
-    assert_int_equal(mbedtls_pk_parse_keyfile(&skey, p, NULL, mbedtls_ctr_drbg_random, &t_drbg), 0);
+    assert_int_equal(mbedtls_pk_parse_keyfile(&skey, p, NULL, mbedtls_ctr_drbg_random, fdl_test_drbg()), 0);
     assert_int_equal(fdl_pki_new((unsigned char *)srv, len + 1, &skey, &bad), FDL_PKI_ERR_ARG);
     mbedtls_pk_free(&skey);
     free(srv);
@@ -523,7 +497,7 @@ static void allocation_failures(void **state)
 
     fdl_test_mkdtemp("pki-alloc", dir, sizeof dir);
     assert_int_equal(fdl_pki_setup_soft(dir, NULL), FDL_PKI_OK);
-    gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
     fdl_pki_leaf_req req = {.device_id = "dev-1", .public_key = &key};
     int saw_ok = 0;
     for (uint64_t nth = 1; nth < 20 && !saw_ok; nth++) {
@@ -626,7 +600,7 @@ static void token_ca(void **state)
     if (st != FDL_PKI_OK)
         fail_msg("fdl_pki_open: %s: %s", fdl_pki_strerror(st), fdl_pki_last_error());
     mbedtls_pk_context key;
-    gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
+    fdl_test_gen_key(&key, MBEDTLS_ECP_DP_SECP256R1);
     fdl_pki_leaf_req req = {.device_id = "dev-000042", .public_key = &key};
     path_of(p, sizeof p, dir, "dev-000042.pem");
     assert_int_equal(fdl_pki_issue_file(pki, &req, p, NULL), FDL_PKI_OK);
@@ -719,5 +693,5 @@ int main(void)
         cmocka_unit_test(allocation_failures),
         cmocka_unit_test(token_ca),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

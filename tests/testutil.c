@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <mbedtls/entropy.h>
+
 void fdl_test_mkdtemp(const char *name, char *buf, size_t cap)
 {
     snprintf(buf, cap, "/tmp/fdl-test-%s-XXXXXX", name);
@@ -203,4 +205,25 @@ int64_t fdl_test_jint(const fdl_test_jdoc *d, size_t obj, const char *key)
     assert_int_equal(d->tok[v].type, FDL_JV_NUMBER);
     assert_int_equal(fdl_jv_number_int(d->buf + d->tok[v].start, d->tok[v].len, &x), FDL_JV_OK);
     return x;
+}
+
+mbedtls_ctr_drbg_context *fdl_test_drbg(void)
+{
+    static mbedtls_entropy_context entropy;
+    static mbedtls_ctr_drbg_context drbg;
+    static int seeded;
+    if (!seeded) {
+        mbedtls_entropy_init(&entropy);
+        mbedtls_ctr_drbg_init(&drbg);
+        assert_int_equal(mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, (const unsigned char *)"t", 1), 0);
+        seeded = 1;
+    }
+    return &drbg;
+}
+
+void fdl_test_gen_key(mbedtls_pk_context *pk, mbedtls_ecp_group_id curve)
+{
+    mbedtls_pk_init(pk);
+    assert_int_equal(mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
+    assert_int_equal(mbedtls_ecp_gen_key(curve, mbedtls_pk_ec(*pk), mbedtls_ctr_drbg_random, fdl_test_drbg()), 0);
 }

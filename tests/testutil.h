@@ -9,6 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/pk.h>
+
 #include "cloud/json.h"
 
 /* Creates a fresh directory /tmp/fdl-test-<name>-XXXXXX; writes its path into buf. */
@@ -24,6 +28,12 @@ uint16_t fdl_test_free_port(void);
 void fdl_test_softhsm_conf(const char *dir, char *conf, size_t cap);
 /* Path of a file in the source tree (FDL_SOURCE_DIR from the build). */
 const char *fdl_test_src_path(const char *rel, char *buf, size_t cap);
+
+/* The process's test CTR-DRBG, seeded from the system entropy on first use; fails
+ * the test if seeding fails. Single-threaded tests only. */
+mbedtls_ctr_drbg_context *fdl_test_drbg(void);
+/* A fresh software EC key on curve in *pk (initialised here; the caller frees it). */
+void fdl_test_gen_key(mbedtls_pk_context *pk, mbedtls_ecp_group_id curve);
 
 /* strdup that fails the test on allocation failure (test-owned memory: free()). */
 char *fdl_test_strdup(const char *s);
