@@ -69,6 +69,8 @@ int fdl_enroll_bootstrap(fdl_registry *reg, const char *pki_dir, const char *fac
         {FDL_ACTOR_INGEST, FDL_ENROLL_POLICY_INGEST_TEXT, 0},
         {FDL_ACTOR_PROVISIONING, FDL_ENROLL_POLICY_PROVISIONING_TEXT, 0},
         {FDL_ACTOR_OPERATOR, FDL_ENROLL_POLICY_OPERATOR_TEXT, 0},
+        {FDL_ACTOR_JOBS, FDL_ENROLL_POLICY_JOBS_TEXT, 0},
+        {FDL_ACTOR_ARTIFACTS, FDL_ENROLL_POLICY_ARTIFACTS_TEXT, 0},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (put_policy_if_missing(reg, k[i].name, k[i].text, k[i].per_device, err, errcap) != 0)
@@ -166,7 +168,8 @@ int fdl_enroll_claim(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char 
 
 int fdl_enroll_actors(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap)
 {
-    static const char *const names[] = {FDL_ACTOR_INGEST, FDL_ACTOR_PROVISIONING, FDL_ACTOR_OPERATOR};
+    static const char *const names[] = {FDL_ACTOR_INGEST, FDL_ACTOR_PROVISIONING, FDL_ACTOR_OPERATOR,
+                                        FDL_ACTOR_JOBS, FDL_ACTOR_ARTIFACTS};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (fdl_enroll_actor(reg, pki, pki_dir, names[i], err, errcap) != 0)
             return -1;

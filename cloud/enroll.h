@@ -7,8 +7,9 @@
  * never overwritten, so `fleetdrill audit` sees what the operator did):
  *   device-default     FDL_POLICY_DEFAULT_DEVICE (per-device template)
  *   deny-all           no statement: what `fleetdrill revoke` attaches
- *   svc-ingest, svc-provisioning, svc-operator   one per cloud actor, each
- *                      limited to that actor's topics (FDL_ENROLL_POLICY_*)
+ *   svc-ingest, svc-provisioning, svc-operator, svc-jobs, svc-artifacts
+ *                      one per cloud actor, each limited to that actor's
+ *                      topics (FDL_ENROLL_POLICY_*)
  * (The claim policy is put by fdl_enroll_claim, only when claims are used: a
  * ${client_id} policy attached to nobody is what `fleetdrill audit` flags high.)
  *
@@ -36,6 +37,11 @@
 #define FDL_ACTOR_INGEST "svc-ingest"
 #define FDL_ACTOR_PROVISIONING "svc-provisioning"
 #define FDL_ACTOR_OPERATOR "svc-operator"
+/* OTA (docs/ota.md): the job service signs and publishes job documents and reads
+ * the devices' status reports; the artifact store serves images in blocks and
+ * holds no key at all. */
+#define FDL_ACTOR_JOBS "svc-jobs"
+#define FDL_ACTOR_ARTIFACTS "svc-artifacts"
 /* The identity of the shared claim certificate. */
 #define FDL_CLAIM_ID "claim"
 
@@ -51,6 +57,15 @@
 #define FDL_TOPIC_CLAIM_CSR "csr"
 #define FDL_TOPIC_CLAIM_ACCEPTED "accepted"
 #define FDL_TOPIC_CLAIM_REJECTED "rejected"
+/* OTA, per device (devices/ota.h): $fleet/jobs/<id>/notify (job service -> device),
+ * $fleet/jobs/<id>/status (device -> job service), $fleet/ota/<id>/get (device ->
+ * artifact store), $fleet/ota/<id>/block (artifact store -> device). */
+#define FDL_TOPIC_JOBS_PREFIX "$fleet/jobs/"
+#define FDL_TOPIC_OTA_PREFIX "$fleet/ota/"
+#define FDL_TOPIC_JOBS_NOTIFY "notify"
+#define FDL_TOPIC_JOBS_STATUS "status"
+#define FDL_TOPIC_OTA_GET "get"
+#define FDL_TOPIC_OTA_BLOCK "block"
 
 /* The policy of the shared claim certificate: its own claim exchange only. It
  * is keyed by the client-chosen ${client_id} (the claim certificate is the same
@@ -86,6 +101,22 @@
     "allow subscribe $CONTROL/fleetdrill/v1/response\n"        \
     "allow receive   $CONTROL/fleetdrill/v1/response\n"        \
     "allow publish   commands/+\n"
+
+/* The job service: job documents out to every device, status reports in. It holds
+ * the online job-signing key (its own token), never a firmware key. */
+#define FDL_ENROLL_POLICY_JOBS_TEXT                                     \
+    "# jobs: signed job documents out, device status reports in\n"      \
+    "allow publish   $fleet/jobs/+/notify\n"                            \
+    "allow subscribe $fleet/jobs/+/status\n"                            \
+    "allow receive   $fleet/jobs/+/status\n"
+
+/* The artifact store: block requests in, blocks out. No key: an attacker who owns
+ * it can serve bad bytes (the devices refuse them), not sign anything. */
+#define FDL_ENROLL_POLICY_ARTIFACTS_TEXT                                \
+    "# artifacts: block requests in, image blocks out; holds no key\n"  \
+    "allow subscribe $fleet/ota/+/get\n"                                \
+    "allow receive   $fleet/ota/+/get\n"                                \
+    "allow publish   $fleet/ota/+/block\n"
 
 typedef struct fdl_enroll_cas {
     int64_t issuing;   /* the fleet's issuing intermediate */
@@ -127,7 +158,7 @@ struct mosquitto *fdl_enroll_actor_client(const char *what, const char *client_i
  * the identity like an actor's (FDL_CLAIM_ID, <pki>/actors/claim.pem). */
 int fdl_enroll_claim(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap);
 
-/* The three actors at once. */
+/* Every cloud actor at once (ingest, provisioning, operator, jobs, artifacts). */
 int fdl_enroll_actors(fdl_registry *reg, fdl_pki *pki, const char *pki_dir, char *err, size_t errcap);
 
 /*

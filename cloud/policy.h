@@ -179,9 +179,10 @@ typedef struct fdl_policy_statement {
 
 /*
  * Least privilege for a fleet device: its own telemetry out, its own commands
- * in, and its own provisioning and jobs topics both ways (request/response
- * under one subtree; job documents are signed, so a device that publishes a
- * job to itself gains nothing). Nothing else, default deny.
+ * in, its own provisioning topics both ways (request/response under one
+ * subtree), and for OTA exactly one direction per topic: job documents in
+ * (notify), its status reports out, block requests out (get), blocks in
+ * (docs/ota.md). Nothing else, default deny.
  */
 #define FDL_POLICY_DEFAULT_DEVICE                                                   \
     "# fleetdrill default device policy\n"                                          \
@@ -191,9 +192,12 @@ typedef struct fdl_policy_statement {
     "allow publish   $fleet/provisioning/${thing}/#\n"                              \
     "allow subscribe $fleet/provisioning/${thing}/#\n"                              \
     "allow receive   $fleet/provisioning/${thing}/#\n"                              \
-    "allow publish   $fleet/jobs/${thing}/#\n"                                      \
-    "allow subscribe $fleet/jobs/${thing}/#\n"                                      \
-    "allow receive   $fleet/jobs/${thing}/#\n"
+    "allow subscribe $fleet/jobs/${thing}/notify\n"                                 \
+    "allow receive   $fleet/jobs/${thing}/notify\n"                                 \
+    "allow publish   $fleet/jobs/${thing}/status\n"                                 \
+    "allow publish   $fleet/ota/${thing}/get\n"                                     \
+    "allow subscribe $fleet/ota/${thing}/block\n"                                   \
+    "allow receive   $fleet/ota/${thing}/block\n"
 
 /* --- Functions ------------------------------------------------------------- */
 

@@ -196,16 +196,23 @@ static void devices_reach_only_their_own_topics(void **state)
 {
     (void)state;
     char out[2048];
-    /* Own jobs topic: subscribe and publish both allowed; the message comes back. */
+    /* Own provisioning topics: subscribe and publish both allowed; the message comes back. */
     char sub[4096];
     snprintf(sub, sizeof sub,
-             "-i s1 -t '$fleet/jobs/dev-000001/#' -C 1 -W 8 -v & sleep 1; "
+             "-i s1 -t '$fleet/provisioning/dev-000001/#' -C 1 -W 8 -v & sleep 1; "
              "timeout 10 mosquitto_pub -h localhost -p %u --cafile %s/%s --cert %s/dev-000001/cert.pem "
-             "--key %s/dev-000001/key.pem -i p1 -t '$fleet/jobs/dev-000001/status' -m ok; wait",
+             "--key %s/dev-000001/key.pem -i p1 -t '$fleet/provisioning/dev-000001/request' -m ok; wait",
              (unsigned)fdl_broker_port(g_broker), g_ctx.st.pki_dir, FDL_PKI_ROOT_PEM, g_ctx.st.devices_dir,
              g_ctx.st.devices_dir);
     assert_int_equal(client("mosquitto_sub", "dev-000001", sub, out, sizeof out), 0);
-    assert_non_null(strstr(out, "$fleet/jobs/dev-000001/status ok"));
+    assert_non_null(strstr(out, "$fleet/provisioning/dev-000001/request ok"));
+
+    /* OTA topics go one way each: a device cannot publish its own job document
+     * nor feed itself blocks (docs/ota.md). */
+    (void)client("mosquitto_pub", "dev-000001", "-i j1 -t '$fleet/jobs/dev-000001/notify' -m x", out, sizeof out);
+    assert_true(log_has("denied dev-000001 publish to $fleet/jobs/dev-000001/notify: denied by policy"));
+    (void)client("mosquitto_pub", "dev-000001", "-i j2 -t '$fleet/ota/dev-000001/block' -m x", out, sizeof out);
+    assert_true(log_has("denied dev-000001 publish to $fleet/ota/dev-000001/block: denied by policy"));
 
     /* Another device's telemetry: the broker drops it and says why. */
     (void)client("mosquitto_pub", "dev-000001", "-i x1 -t telemetry/dev-000002 -m spoof", out, sizeof out);

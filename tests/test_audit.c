@@ -227,7 +227,7 @@ static void policy_wildcard_device(void **state)
     const fdl_audit_finding *w = find(r, FDL_AUDIT_POLICY_WILDCARD, "device-default");
     assert_string_equal(w->object_kind, "policy");
     assert_non_null(strstr(w->message, "3 devices (e.g. dev-000001)"));
-    assert_non_null(strstr(w->message, "line 11"));
+    assert_non_null(strstr(w->message, "line 14"));
     assert_int_equal(fdl_audit_worst(r), FDL_AUDIT_HIGH);
     /* per_device = 1: policy-shared does not apply. */
     assert_int_equal(n_check(r, FDL_AUDIT_POLICY_SHARED), 0);

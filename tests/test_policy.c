@@ -300,11 +300,13 @@ static void default_policy_never_reaches_another_device(void **state)
                                       "dev-1.", "dev$1", "x y"};
     static const char *const shapes[] = {"telemetry/%s", "commands/%s", "$fleet/provisioning/%s",
                                          "$fleet/provisioning/%s/request", "$fleet/jobs/%s/notify",
-                                         "$fleet/jobs/%s/#", "$fleet/provisioning/%s/+", "$fleet/jobs/%s"};
+                                         "$fleet/jobs/%s/#", "$fleet/provisioning/%s/+", "$fleet/jobs/%s",
+                                         "$fleet/jobs/%s/status", "$fleet/ota/%s/get", "$fleet/ota/%s/block",
+                                         "$fleet/ota/%s/#"};
     const size_t n_ids = sizeof ids / sizeof *ids;
     fdl_policy *p = NULL;
     assert_int_equal(fdl_policy_new_default(&p), FDL_POLICY_OK);
-    assert_int_equal(fdl_policy_count(p), 9);
+    assert_int_equal(fdl_policy_count(p), 12);
     assert_int_equal(fdl_policy_is_wildcard(p, NULL, 0), 0);
     size_t allowed_own = 0;
     for (size_t x = 0; x < n_ids; x++) {
@@ -588,7 +590,7 @@ static void allocation_failures_do_not_leak(void **state)
         fdl_policy_status st = fdl_policy_parse(text, o, &p, &err);
         fdl_alloc_fail_nth(0);
         if (st == FDL_POLICY_OK) {
-            assert_int_equal(fdl_policy_count(p), 49);
+            assert_int_equal(fdl_policy_count(p), 52);
             fdl_policy_free(p);
             fdl_alloc_stats after = fdl_alloc_get_stats();
             assert_int_equal(after.allocs - before.allocs, after.frees - before.frees);
@@ -602,8 +604,8 @@ static void allocation_failures_do_not_leak(void **state)
         assert_int_equal(after.failed - before.failed, 1);
         assert_int_equal(after.allocs - before.allocs, after.frees - before.frees);
     }
-    /* 1 policy + 4 array growths (8, 16, 32, 64) + 49 resources. */
-    assert_int_equal(failures, 54);
+    /* 1 policy + 4 array growths (8, 16, 32, 64) + 52 resources. */
+    assert_int_equal(failures, 57);
 }
 
 int main(void)
