@@ -107,7 +107,59 @@ static const char k_schema_v2[] =
     " refused_connect INTEGER NOT NULL DEFAULT 0,"
     " updated_ms INTEGER NOT NULL) WITHOUT ROWID;";
 
-static const char *const k_migrations[FDL_REG_SCHEMA_VERSION] = {k_schema_v1, k_schema_v2};
+/* v3: OTA (docs/ota.md). A job and its rollout state; one row per targeted device
+ * with the last step it reported (a device the rollout never reached stays
+ * 'pending': the halt gate's "rest of the fleet untouched" is that row); every
+ * signed job document as published, so that an audit can show what was sent;
+ * every report as received (ota_reports: also those about jobs this registry
+ * never had, and those that came after a device's final word). */
+static const char k_schema_v3[] =
+    "CREATE TABLE ota_jobs("
+    " id TEXT PRIMARY KEY,"
+    " created_ms INTEGER NOT NULL,"
+    " tier TEXT NOT NULL,"
+    " version TEXT NOT NULL,"
+    " counter INTEGER NOT NULL,"
+    " artifact TEXT NOT NULL,"
+    " sha256 TEXT NOT NULL CHECK(length(sha256) = 64),"
+    " size INTEGER NOT NULL,"
+    " stages TEXT NOT NULL,"
+    " max_failure REAL NOT NULL,"
+    " devices INTEGER NOT NULL,"
+    " state TEXT NOT NULL CHECK(state IN ('HELD', 'RUNNING', 'HALTED', 'COMPLETED')),"
+    " stage INTEGER NOT NULL DEFAULT 0,"
+    " reason TEXT,"
+    " updated_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE ota_status("
+    " job TEXT NOT NULL REFERENCES ota_jobs(id),"
+    " device_id TEXT NOT NULL,"
+    " stage INTEGER NOT NULL,"
+    " step TEXT NOT NULL,"
+    " seq INTEGER NOT NULL DEFAULT 0,"
+    " detail TEXT,"
+    " updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(job, device_id)) WITHOUT ROWID;"
+    "CREATE INDEX ota_status_device ON ota_status(device_id, updated_ms);"
+    "CREATE TABLE ota_documents("
+    " seq INTEGER PRIMARY KEY,"
+    " job TEXT NOT NULL REFERENCES ota_jobs(id),"
+    " stage INTEGER NOT NULL,"
+    " targets INTEGER NOT NULL,"
+    " doc BLOB NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " published_ms INTEGER);"
+    "CREATE INDEX ota_documents_job ON ota_documents(job, seq);"
+    "CREATE TABLE ota_reports("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " at_ms INTEGER NOT NULL,"
+    " device_id TEXT NOT NULL,"
+    " job TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " step TEXT NOT NULL,"
+    " detail TEXT);"
+    "CREATE INDEX ota_reports_device ON ota_reports(device_id, id);";
+
+static const char *const k_migrations[FDL_REG_SCHEMA_VERSION] = {k_schema_v1, k_schema_v2, k_schema_v3};
 
 /* ---------------------------------------------------------------------------------------- */
 /* Statements, prepared on first use and kept for the life of the handle.                     */
@@ -146,6 +198,19 @@ enum {
     ST_COUNTERS_ADD,
     ST_COUNTERS_GET,
     ST_CA_INFO,
+    ST_OTA_JOB_INSERT,
+    ST_OTA_JOB_SET,
+    ST_OTA_JOB_GET,
+    ST_OTA_TARGET_INSERT,
+    ST_OTA_DOC_INSERT,
+    ST_OTA_DOC_GET,
+    ST_OTA_NOTIFIED,
+    ST_OTA_STATUS_SET,
+    ST_OTA_STATUS_GET,
+    ST_OTA_STATUS_LIST,
+    ST_OTA_STATUS_LATEST,
+    ST_OTA_REPORT_INSERT,
+    ST_OTA_REPORTS,
     ST_COUNT
 };
 
@@ -220,6 +285,36 @@ static const char *const k_sql[ST_COUNT] = {
                         " refused_connect = refused_connect + excluded.refused_connect,"
                         " updated_ms = excluded.updated_ms",
     [ST_CA_INFO] = "SELECT role, status FROM cas WHERE id = ?1",
+    [ST_OTA_JOB_INSERT] = "INSERT INTO ota_jobs(id, created_ms, tier, version, counter, artifact, sha256, size, stages,"
+                          " max_failure, devices, state, stage, reason, updated_ms)"
+                          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, NULL, ?2)",
+    [ST_OTA_JOB_SET] = "UPDATE ota_jobs SET state = ?2, stage = ?3, reason = ?4, updated_ms = ?5 WHERE id = ?1",
+    [ST_OTA_JOB_GET] = "SELECT created_ms, tier, version, counter, artifact, sha256, size, stages, max_failure, devices,"
+                       " state, stage, COALESCE(reason, ''), updated_ms FROM ota_jobs WHERE id = ?1",
+    [ST_OTA_TARGET_INSERT] = "INSERT INTO ota_status(job, device_id, stage, step, updated_ms)"
+                             " VALUES(?1, ?2, ?3, 'pending', ?4)",
+    [ST_OTA_DOC_INSERT] = "INSERT INTO ota_documents(seq, job, stage, targets, doc, created_ms, published_ms)"
+                          " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_OTA_DOC_GET] = "SELECT job, stage, doc, published_ms FROM ota_documents WHERE seq = ?1",
+    /* A device that already reported a step keeps it: a document published again
+     * (a later stage of the same job) does not erase what the device said. */
+    [ST_OTA_NOTIFIED] = "UPDATE ota_status SET seq = ?3, step = CASE WHEN step = 'pending' THEN 'notified' ELSE step END,"
+                        " updated_ms = ?4 WHERE job = ?1 AND device_id = ?2",
+    [ST_OTA_STATUS_SET] = "INSERT INTO ota_status(job, device_id, stage, step, seq, detail, updated_ms)"
+                          " VALUES(?1, ?2, 0, ?3, ?4, NULLIF(?5, ''), ?6)"
+                          " ON CONFLICT(job, device_id) DO UPDATE SET step = excluded.step,"
+                          " seq = CASE WHEN excluded.seq > 0 THEN excluded.seq ELSE seq END,"
+                          " detail = excluded.detail, updated_ms = excluded.updated_ms",
+    [ST_OTA_STATUS_GET] = "SELECT stage, step, seq, COALESCE(detail, ''), updated_ms FROM ota_status"
+                          " WHERE job = ?1 AND device_id = ?2",
+    [ST_OTA_STATUS_LIST] = "SELECT device_id, stage, step, seq, COALESCE(detail, ''), updated_ms FROM ota_status"
+                           " WHERE job = ?1 ORDER BY stage, device_id",
+    [ST_OTA_STATUS_LATEST] = "SELECT job, stage, step, seq, COALESCE(detail, ''), updated_ms FROM ota_status"
+                             " WHERE device_id = ?1 AND step <> 'pending' ORDER BY updated_ms DESC, job DESC LIMIT 1",
+    [ST_OTA_REPORT_INSERT] = "INSERT INTO ota_reports(at_ms, device_id, job, seq, step, detail)"
+                             " VALUES(?1, ?2, ?3, ?4, ?5, NULLIF(?6, ''))",
+    [ST_OTA_REPORTS] = "SELECT at_ms, job, seq, step, COALESCE(detail, '') FROM ota_reports"
+                       " WHERE device_id = ?1 AND at_ms >= ?2 ORDER BY id",
     [ST_COUNTERS_GET] = "SELECT denied_publish, denied_subscribe, denied_receive, bad_payload, refused_connect,"
                         " updated_ms FROM device_counters WHERE device_id = ?1",
 };
@@ -1875,6 +1970,451 @@ fdl_reg_status fdl_registry_counters_get(fdl_registry *reg, const char *id, fdl_
     } else if (rc != SQLITE_DONE) {
         st = db_fail(reg, rc, "read counters");
     }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* OTA jobs.                                                                                  */
+
+static const char *const k_ota_states[] = {"HELD", "RUNNING", "HALTED", "COMPLETED", NULL};
+
+/* 1..FDL_REG_OTA_WORD_MAX bytes of [a-z0-9.,_-] (steps, tiers, versions, stage lists are all of that alphabet). */
+static int valid_word(const char *s, size_t max)
+{
+    if (!s)
+        return 0;
+    size_t n = strnlen(s, max + 1);
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!is_id_char(s[i]) && s[i] != ',')
+            return 0;
+    return 1;
+}
+
+static int valid_ota_state(const char *s)
+{
+    for (const char *const *k = k_ota_states; s && *k; k++)
+        if (!strcmp(s, *k))
+            return 1;
+    return 0;
+}
+
+typedef struct ota_create_arg {
+    const fdl_reg_ota_job *job;
+    const char *const *ids;
+    const int *stage_of;
+    size_t n;
+} ota_create_arg;
+
+static fdl_reg_status ota_create_body(fdl_registry *reg, void *arg)
+{
+    ota_create_arg *a = arg;
+    const fdl_reg_ota_job *j = a->job;
+    sqlite3_stmt *s = NULL;
+    int64_t at = now_ms();
+    fdl_reg_status st = stmt_get(reg, ST_OTA_JOB_GET, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, j->id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc == SQLITE_ROW) {
+        set_err(reg, "job %s exists", j->id);
+        return FDL_REG_ERR_CONFLICT;
+    }
+    if (rc != SQLITE_DONE)
+        return db_fail(reg, rc, "look up job");
+    st = stmt_get(reg, ST_OTA_JOB_INSERT, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, j->id);
+    sqlite3_bind_int64(s, 2, at);
+    bind_text(s, 3, j->tier);
+    bind_text(s, 4, j->version);
+    sqlite3_bind_int64(s, 5, j->counter);
+    bind_text(s, 6, j->artifact);
+    bind_text(s, 7, j->sha256);
+    sqlite3_bind_int64(s, 8, j->size);
+    bind_text(s, 9, j->stages);
+    sqlite3_bind_double(s, 10, j->max_failure);
+    sqlite3_bind_int64(s, 11, (int64_t)a->n);
+    bind_text(s, 12, j->state);
+    st = step_done(reg, s, "insert job");
+    for (size_t i = 0; st == FDL_REG_OK && i < a->n; i++) {
+        st = stmt_get(reg, ST_OTA_TARGET_INSERT, &s);
+        if (st != FDL_REG_OK)
+            break;
+        bind_text(s, 1, j->id);
+        bind_text(s, 2, a->ids[i]);
+        sqlite3_bind_int(s, 3, a->stage_of[i]);
+        sqlite3_bind_int64(s, 4, at);
+        st = step_done(reg, s, "insert job target");
+    }
+    return st;
+}
+
+fdl_reg_status fdl_registry_ota_job_create(fdl_registry *reg, const fdl_reg_ota_job *job, const char *const *ids,
+                                           const int *stage_of, size_t n)
+{
+    char sha[FDL_REG_FP_HEX_LEN + 1];
+    if (!reg || !job || !ids || !stage_of || n == 0 || n > FDL_REG_BATCH_MAX || !valid_id(job->id) ||
+        !valid_word(job->tier, FDL_REG_OTA_WORD_MAX) || !valid_word(job->version, FDL_REG_OTA_WORD_MAX) ||
+        !valid_id(job->artifact) || !norm_fp(job->sha256, sha) || !valid_word(job->stages, FDL_REG_OTA_STAGES_MAX) ||
+        !valid_ota_state(job->state) || !(job->max_failure >= 0.0 && job->max_failure <= 1.0))
+        return FDL_REG_ERR_ARG;
+    if (strcmp(job->state, "HELD") && strcmp(job->state, "RUNNING"))
+        return FDL_REG_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!valid_id(ids[i]) || stage_of[i] < 1)
+            return FDL_REG_ERR_ARG;
+    fdl_reg_ota_job j = *job;
+    memcpy(j.sha256, sha, sizeof sha);
+    ota_create_arg a = {&j, ids, stage_of, n};
+    return run_tx(reg, ota_create_body, &a);
+}
+
+typedef struct ota_set_arg {
+    const char *job, *state, *reason;
+    int stage;
+} ota_set_arg;
+
+static fdl_reg_status ota_set_body(fdl_registry *reg, void *arg)
+{
+    ota_set_arg *a = arg;
+    sqlite3_stmt *s = NULL;
+    fdl_reg_status st = stmt_get(reg, ST_OTA_JOB_SET, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, a->job);
+    bind_text(s, 2, a->state);
+    sqlite3_bind_int(s, 3, a->stage);
+    bind_text(s, 4, a->reason && a->reason[0] ? a->reason : NULL);
+    sqlite3_bind_int64(s, 5, now_ms());
+    st = step_done(reg, s, "update job");
+    if (st == FDL_REG_OK && sqlite3_changes(reg->db) == 0) {
+        set_err(reg, "no job %s", a->job);
+        return FDL_REG_ERR_NOT_FOUND;
+    }
+    return st;
+}
+
+fdl_reg_status fdl_registry_ota_job_set(fdl_registry *reg, const char *job, const char *state, int stage,
+                                        const char *reason)
+{
+    if (!reg || !valid_id(job) || !valid_ota_state(state) || stage < 0 || !valid_text(reason, FDL_REG_REASON_MAX))
+        return FDL_REG_ERR_ARG;
+    ota_set_arg a = {job, state, reason, stage};
+    return run_tx(reg, ota_set_body, &a);
+}
+
+fdl_reg_status fdl_registry_ota_job_get(fdl_registry *reg, const char *job, fdl_reg_ota_job *out)
+{
+    sqlite3_stmt *s = NULL;
+    if (!reg || !valid_id(job) || !out)
+        return FDL_REG_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    fdl_reg_status st = stmt_get(reg, ST_OTA_JOB_GET, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, job);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        snprintf(out->id, sizeof out->id, "%s", job);
+        out->created_ms = sqlite3_column_int64(s, 0);
+        col_copy(s, 1, out->tier, sizeof out->tier);
+        col_copy(s, 2, out->version, sizeof out->version);
+        out->counter = (uint32_t)sqlite3_column_int64(s, 3);
+        col_copy(s, 4, out->artifact, sizeof out->artifact);
+        col_copy(s, 5, out->sha256, sizeof out->sha256);
+        out->size = (uint32_t)sqlite3_column_int64(s, 6);
+        col_copy(s, 7, out->stages, sizeof out->stages);
+        out->max_failure = sqlite3_column_double(s, 8);
+        out->devices = (uint32_t)sqlite3_column_int64(s, 9);
+        col_copy(s, 10, out->state, sizeof out->state);
+        out->stage = sqlite3_column_int(s, 11);
+        col_copy(s, 12, out->reason, sizeof out->reason);
+        out->updated_ms = sqlite3_column_int64(s, 13);
+    } else if (rc == SQLITE_DONE) {
+        set_err(reg, "no job %s", job);
+        st = FDL_REG_ERR_NOT_FOUND;
+    } else {
+        st = db_fail(reg, rc, "read job");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+typedef struct ota_doc_arg {
+    uint64_t seq;
+    const char *job;
+    int stage;
+    const uint8_t *doc;
+    size_t len;
+    const char *const *targets;
+    size_t n;
+    int64_t published_ms;
+} ota_doc_arg;
+
+static fdl_reg_status ota_doc_body(fdl_registry *reg, void *arg)
+{
+    ota_doc_arg *a = arg;
+    sqlite3_stmt *s = NULL;
+    fdl_reg_status st = stmt_get(reg, ST_OTA_DOC_INSERT, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    sqlite3_bind_int64(s, 1, (int64_t)a->seq);
+    bind_text(s, 2, a->job);
+    sqlite3_bind_int(s, 3, a->stage);
+    sqlite3_bind_int64(s, 4, (int64_t)a->n);
+    sqlite3_bind_blob(s, 5, a->doc, (int)a->len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, now_ms());
+    if (a->published_ms > 0)
+        sqlite3_bind_int64(s, 7, a->published_ms);
+    else
+        sqlite3_bind_null(s, 7);
+    st = step_done(reg, s, "insert job document");
+    for (size_t i = 0; st == FDL_REG_OK && a->published_ms > 0 && i < a->n; i++) {
+        st = stmt_get(reg, ST_OTA_NOTIFIED, &s);
+        if (st != FDL_REG_OK)
+            break;
+        bind_text(s, 1, a->job);
+        bind_text(s, 2, a->targets[i]);
+        sqlite3_bind_int64(s, 3, (int64_t)a->seq);
+        sqlite3_bind_int64(s, 4, a->published_ms);
+        st = step_done(reg, s, "mark notified");
+    }
+    return st;
+}
+
+fdl_reg_status fdl_registry_ota_doc_put(fdl_registry *reg, uint64_t seq, const char *job, int stage,
+                                        const uint8_t *doc, size_t len, const char *const *targets, size_t n,
+                                        int64_t published_ms)
+{
+    if (!reg || seq == 0 || seq > (uint64_t)INT64_MAX || !valid_id(job) || stage < 0 || !doc || len == 0 ||
+        len > FDL_REG_OTA_DOC_MAX || (n && !targets) || n > FDL_REG_BATCH_MAX)
+        return FDL_REG_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!valid_id(targets[i]))
+            return FDL_REG_ERR_ARG;
+    ota_doc_arg a = {seq, job, stage, doc, len, targets, n, published_ms};
+    return run_tx(reg, ota_doc_body, &a);
+}
+
+fdl_reg_status fdl_registry_ota_doc_get(fdl_registry *reg, uint64_t seq, uint8_t *buf, size_t cap, size_t *len,
+                                        char *job)
+{
+    sqlite3_stmt *s = NULL;
+    if (!reg || !buf || !len || seq > (uint64_t)INT64_MAX)
+        return FDL_REG_ERR_ARG;
+    *len = 0;
+    fdl_reg_status st = stmt_get(reg, ST_OTA_DOC_GET, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    sqlite3_bind_int64(s, 1, (int64_t)seq);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const void *b = sqlite3_column_blob(s, 2);
+        size_t n = (size_t)sqlite3_column_bytes(s, 2);
+        if (n > cap) {
+            st = FDL_REG_ERR_SMALL;
+        } else {
+            if (n)
+                memcpy(buf, b, n);
+            *len = n;
+            if (job)
+                col_copy(s, 0, job, FDL_REG_ID_MAX + 1);
+        }
+    } else if (rc == SQLITE_DONE) {
+        set_err(reg, "no job document %llu", (unsigned long long)seq);
+        st = FDL_REG_ERR_NOT_FOUND;
+    } else {
+        st = db_fail(reg, rc, "read job document");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+typedef struct ota_status_arg {
+    const fdl_reg_ota_status *s;
+    size_t n;
+} ota_status_arg;
+
+static fdl_reg_status ota_status_body(fdl_registry *reg, void *arg)
+{
+    ota_status_arg *a = arg;
+    sqlite3_stmt *s = NULL;
+    int64_t at = now_ms();
+    for (size_t i = 0; i < a->n; i++) {
+        const fdl_reg_ota_status *x = &a->s[i];
+        int64_t when = x->updated_ms > 0 ? x->updated_ms : at;
+        fdl_reg_status st = stmt_get(reg, ST_OTA_REPORT_INSERT, &s);
+        if (st != FDL_REG_OK)
+            return st;
+        sqlite3_bind_int64(s, 1, when);
+        bind_text(s, 2, x->device_id);
+        bind_text(s, 3, x->job);
+        sqlite3_bind_int64(s, 4, (int64_t)x->seq);
+        bind_text(s, 5, x->step);
+        bind_text(s, 6, x->detail ? x->detail : "");
+        st = step_done(reg, s, "append job report");
+        if (st != FDL_REG_OK)
+            return st;
+        if (x->log_only)
+            continue;
+        st = stmt_get(reg, ST_OTA_STATUS_SET, &s);
+        if (st != FDL_REG_OK)
+            return st;
+        bind_text(s, 1, x->job);
+        bind_text(s, 2, x->device_id);
+        bind_text(s, 3, x->step);
+        sqlite3_bind_int64(s, 4, (int64_t)x->seq);
+        bind_text(s, 5, x->detail ? x->detail : "");
+        sqlite3_bind_int64(s, 6, when);
+        st = step_done(reg, s, "set job status");
+        if (st != FDL_REG_OK)
+            return st;
+    }
+    return FDL_REG_OK;
+}
+
+fdl_reg_status fdl_registry_ota_status_apply(fdl_registry *reg, const fdl_reg_ota_status *s, size_t n)
+{
+    if (!reg || (n && !s) || n > FDL_REG_BATCH_MAX)
+        return FDL_REG_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (!valid_id(s[i].job) || !valid_id(s[i].device_id) || !valid_word(s[i].step, FDL_REG_OTA_WORD_MAX) ||
+            !valid_text(s[i].detail, FDL_REG_REASON_MAX) || s[i].seq > (uint64_t)INT64_MAX)
+            return FDL_REG_ERR_ARG;
+    if (n == 0)
+        return FDL_REG_OK;
+    ota_status_arg a = {s, n};
+    return run_tx(reg, ota_status_body, &a);
+}
+
+fdl_reg_status fdl_registry_ota_reports(fdl_registry *reg, const char *device_id, int64_t since_ms,
+                                        fdl_reg_ota_cb cb, void *ctx)
+{
+    sqlite3_stmt *s = NULL;
+    if (!reg || !valid_id(device_id) || !cb)
+        return FDL_REG_ERR_ARG;
+    fdl_reg_status st = stmt_get(reg, ST_OTA_REPORTS, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, device_id);
+    sqlite3_bind_int64(s, 2, since_ms);
+    int rc;
+    fdl_reg_ota_line line;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        memset(&line, 0, sizeof line);
+        snprintf(line.device_id, sizeof line.device_id, "%s", device_id);
+        line.updated_ms = sqlite3_column_int64(s, 0);
+        col_copy(s, 1, line.job, sizeof line.job);
+        line.seq = (uint64_t)sqlite3_column_int64(s, 2);
+        col_copy(s, 3, line.step, sizeof line.step);
+        col_copy(s, 4, line.detail, sizeof line.detail);
+        if (cb(ctx, &line) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        st = db_fail(reg, rc, "list job reports");
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+/* Reads columns from..from+5 (stage, step, seq, detail, updated) of a status row. */
+static void ota_line_cols(sqlite3_stmt *s, int from, fdl_reg_ota_line *out)
+{
+    out->stage = sqlite3_column_int(s, from);
+    col_copy(s, from + 1, out->step, sizeof out->step);
+    out->seq = (uint64_t)sqlite3_column_int64(s, from + 2);
+    col_copy(s, from + 3, out->detail, sizeof out->detail);
+    out->updated_ms = sqlite3_column_int64(s, from + 4);
+}
+
+fdl_reg_status fdl_registry_ota_status_get(fdl_registry *reg, const char *job, const char *device_id,
+                                           fdl_reg_ota_line *out)
+{
+    sqlite3_stmt *s = NULL;
+    if (!reg || !valid_id(job) || !valid_id(device_id) || !out)
+        return FDL_REG_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    fdl_reg_status st = stmt_get(reg, ST_OTA_STATUS_GET, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, job);
+    bind_text(s, 2, device_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        snprintf(out->job, sizeof out->job, "%s", job);
+        snprintf(out->device_id, sizeof out->device_id, "%s", device_id);
+        ota_line_cols(s, 0, out);
+    } else if (rc == SQLITE_DONE) {
+        st = FDL_REG_ERR_NOT_FOUND;
+    } else {
+        st = db_fail(reg, rc, "read job status");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+fdl_reg_status fdl_registry_ota_status_latest(fdl_registry *reg, const char *device_id, fdl_reg_ota_line *out)
+{
+    sqlite3_stmt *s = NULL;
+    if (!reg || !valid_id(device_id) || !out)
+        return FDL_REG_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    fdl_reg_status st = stmt_get(reg, ST_OTA_STATUS_LATEST, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, device_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        col_copy(s, 0, out->job, sizeof out->job);
+        snprintf(out->device_id, sizeof out->device_id, "%s", device_id);
+        ota_line_cols(s, 1, out);
+    } else if (rc == SQLITE_DONE) {
+        st = FDL_REG_ERR_NOT_FOUND;
+    } else {
+        st = db_fail(reg, rc, "read job status");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return st;
+}
+
+fdl_reg_status fdl_registry_ota_status_list(fdl_registry *reg, const char *job, fdl_reg_ota_cb cb, void *ctx)
+{
+    sqlite3_stmt *s = NULL;
+    if (!reg || !valid_id(job) || !cb)
+        return FDL_REG_ERR_ARG;
+    fdl_reg_status st = stmt_get(reg, ST_OTA_STATUS_LIST, &s);
+    if (st != FDL_REG_OK)
+        return st;
+    bind_text(s, 1, job);
+    int rc;
+    fdl_reg_ota_line line;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        memset(&line, 0, sizeof line);
+        snprintf(line.job, sizeof line.job, "%s", job);
+        col_copy(s, 0, line.device_id, sizeof line.device_id);
+        ota_line_cols(s, 1, &line);
+        if (cb(ctx, &line) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        st = db_fail(reg, rc, "list job status");
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     return st;

@@ -49,7 +49,7 @@
 #include <mbedtls/x509_crt.h>
 
 /* Schema version written to PRAGMA user_version; open migrates older files. */
-#define FDL_REG_SCHEMA_VERSION 2
+#define FDL_REG_SCHEMA_VERSION 3
 /* Hex digits of a SHA-256 fingerprint (a buffer needs one more for the NUL). */
 #define FDL_REG_FP_HEX_LEN 64
 /* Longest device id, policy name, CA role or actor: the X.520 bound for a CN. */
@@ -410,6 +410,107 @@ fdl_reg_status fdl_registry_counters_add(fdl_registry *reg, const char *const *i
 
 /* Reads an identity's counters; an identity never counted reads as all zero. */
 fdl_reg_status fdl_registry_counters_get(fdl_registry *reg, const char *id, fdl_reg_counters *out);
+
+/* ------------------------------------------------------------------------------ */
+/* OTA jobs (docs/ota.md): what the job service decided and what every targeted
+ * device reported. Written by the job service (cloud/jobs.h), read by the
+ * operator (`fleetdrill ota status`) and by the drills as evidence. */
+
+/* Longest OTA step or job state name, and the tier/version/stage text. */
+#define FDL_REG_OTA_WORD_MAX 24
+#define FDL_REG_OTA_STAGES_MAX 64
+/* Longest signed job document kept, in bytes (devices/jobdoc.h's ceiling plus its envelope). */
+#define FDL_REG_OTA_DOC_MAX (64 * 1024 + 128)
+
+/* A job as the service created it; state and stage change as its rollout runs. */
+typedef struct fdl_reg_ota_job {
+    char id[FDL_REG_ID_MAX + 1];
+    char tier[FDL_REG_OTA_WORD_MAX + 1];       /* "application", ... */
+    char version[FDL_REG_OTA_WORD_MAX + 1];    /* "1.2.3" */
+    uint32_t counter;                          /* security counter of the image */
+    char artifact[FDL_REG_ID_MAX + 1];
+    char sha256[FDL_REG_FP_HEX_LEN + 1];       /* of the whole image, lowercase hex */
+    uint32_t size;                             /* of the whole image, bytes */
+    char stages[FDL_REG_OTA_STAGES_MAX + 1];   /* cumulative percentages, e.g. "10,50,100" */
+    double max_failure;                        /* halt gate: failed fraction of a stage above this halts */
+    uint32_t devices;                          /* targets */
+    char state[FDL_REG_OTA_WORD_MAX + 1];      /* HELD, RUNNING, HALTED, COMPLETED */
+    int stage;                                 /* 1-based stage reached; 0 = none published yet */
+    char reason[FDL_REG_REASON_MAX + 1];       /* why it halted or completed ("" = none) */
+    int64_t created_ms, updated_ms;            /* output only */
+} fdl_reg_ota_job;
+
+/*
+ * Creates the job (state from job->state: "HELD" or "RUNNING") and one status row
+ * 'pending' per target (ids[i] in rollout stage stage_of[i], 1-based), in ONE
+ * transaction. n: 1..FDL_REG_BATCH_MAX. FDL_REG_ERR_CONFLICT if the job exists.
+ */
+fdl_reg_status fdl_registry_ota_job_create(fdl_registry *reg, const fdl_reg_ota_job *job, const char *const *ids,
+                                           const int *stage_of, size_t n);
+/* Sets state, stage and reason (reason may be NULL). FDL_REG_ERR_NOT_FOUND if unknown. */
+fdl_reg_status fdl_registry_ota_job_set(fdl_registry *reg, const char *job, const char *state, int stage,
+                                        const char *reason);
+fdl_reg_status fdl_registry_ota_job_get(fdl_registry *reg, const char *job, fdl_reg_ota_job *out);
+
+/*
+ * Records a signed job document (doc[0..len), borrowed) under its seq, and, if
+ * published_ms > 0, marks the status row of each of its n targets 'notified'
+ * with that seq (rows that already carry a device's step keep it). One transaction.
+ */
+fdl_reg_status fdl_registry_ota_doc_put(fdl_registry *reg, uint64_t seq, const char *job, int stage,
+                                        const uint8_t *doc, size_t len, const char *const *targets, size_t n,
+                                        int64_t published_ms);
+/* The document of seq into buf[0..cap) (*len its length); job (may be NULL) receives
+ * its job id (FDL_REG_ID_MAX + 1 bytes). FDL_REG_ERR_SMALL if it does not fit. */
+fdl_reg_status fdl_registry_ota_doc_get(fdl_registry *reg, uint64_t seq, uint8_t *buf, size_t cap, size_t *len,
+                                        char *job);
+
+/* One device's line in a job. */
+typedef struct fdl_reg_ota_status {
+    const char *job;          /* borrowed (set: input; list callbacks: valid for the call) */
+    const char *device_id;
+    const char *step;         /* pending, notified, or what the device reported: received,
+                                 rejected, downloading, verified, written, failed, confirmed,
+                                 reverted (devices/ota.h) */
+    const char *detail;       /* the device's reason; "" = none */
+    uint64_t seq;             /* the document it concerns; 0 = keep */
+    int64_t updated_ms;       /* when it was reported (0 = now) */
+    int log_only;             /* 1: only appended to the report log, the status row is left
+                                 alone (a job the registry does not have, or a device that
+                                 already gave its final word) */
+} fdl_reg_ota_status;
+
+/* Applies n (0..FDL_REG_BATCH_MAX) reports in one transaction: each is appended
+ * to the report log and, unless log_only, upserted as the device's status row
+ * (a device the job did not target gets a row with stage 0, so an auditor sees
+ * it; the job must exist). Steps are 1..FDL_REG_OTA_WORD_MAX bytes of
+ * [A-Za-z0-9._,-], details 0..FDL_REG_REASON_MAX bytes of printable ASCII. */
+fdl_reg_status fdl_registry_ota_status_apply(fdl_registry *reg, const fdl_reg_ota_status *s, size_t n);
+
+/* The status of one device in one job; strings copied into the caller's buffers. */
+typedef struct fdl_reg_ota_line {
+    char job[FDL_REG_ID_MAX + 1];
+    char device_id[FDL_REG_ID_MAX + 1];
+    int stage;
+    char step[FDL_REG_OTA_WORD_MAX + 1];
+    uint64_t seq;
+    char detail[FDL_REG_REASON_MAX + 1];
+    int64_t updated_ms;
+} fdl_reg_ota_line;
+
+fdl_reg_status fdl_registry_ota_status_get(fdl_registry *reg, const char *job, const char *device_id,
+                                           fdl_reg_ota_line *out);
+/* The device's most recent line of any job, pending ones excluded; NOT_FOUND if none. */
+fdl_reg_status fdl_registry_ota_status_latest(fdl_registry *reg, const char *device_id, fdl_reg_ota_line *out);
+
+/* Every line of a job, by stage then device id; line borrowed for the call; return
+ * non-zero to stop. The callback must not use the same handle. */
+typedef int (*fdl_reg_ota_cb)(void *ctx, const fdl_reg_ota_line *line);
+fdl_reg_status fdl_registry_ota_status_list(fdl_registry *reg, const char *job, fdl_reg_ota_cb cb, void *ctx);
+/* The report log of a device from since_ms (Unix ms) on, oldest first (stage is 0;
+ * updated_ms is when it was reported). */
+fdl_reg_status fdl_registry_ota_reports(fdl_registry *reg, const char *device_id, int64_t since_ms,
+                                        fdl_reg_ota_cb cb, void *ctx);
 
 /* The underlying sqlite3 handle, for read-only reporting queries (cloud/audit.c)
  * on the documented schema. Same thread rule as the handle; never write with it. */
