@@ -145,6 +145,15 @@ fdl_efuse_status fdl_efuse_create(const char *path, const fdl_efuse_factory *f, 
         e->bank[FDL_EFUSE_OFF_FLAGS] = (uint8_t)((f->secure_boot ? FDL_EFUSE_SECURE_BOOT : 0) |
                                                   (f->debug_disabled ? FDL_EFUSE_DEBUG_DISABLED : 0));
         put32(e->bank + FDL_EFUSE_OFF_HWREV, f->hw_rev);
+        for (unsigned t = 1; t < FDL_EFUSE_FLOOR_TIERS; t++) {
+            if (f->floor[t] > FDL_EFUSE_FLOOR_MAX) {
+                fdl_efuse_free(e);
+                return FDL_EFUSE_ERR_RANGE;
+            }
+            uint8_t *th = e->bank + FDL_EFUSE_OFF_FLOOR + (t - 1) * FDL_EFUSE_FLOOR_BYTES;
+            for (uint32_t i = 0; i < f->floor[t]; i++)
+                th[i / 8] |= (uint8_t)(1u << (i % 8));
+        }
     }
     fdl_efuse_status st = save(path, e->bank);
     if (st != FDL_EFUSE_OK) {

@@ -89,10 +89,12 @@ typedef struct fdl_efuse_factory {
     bool secure_boot;
     bool debug_disabled;
     uint32_t hw_rev;            /* 0 = left blank */
+    uint32_t floor[FDL_EFUSE_FLOOR_TIERS];  /* per tier (index 1 .. 6), <= FDL_EFUSE_FLOOR_MAX */
 } fdl_efuse_factory;
 
 /* Creates path with a bank programmed as f (NULL = blank) and opens it.
- * FDL_EFUSE_ERR_EXISTS if path exists. *out freed with fdl_efuse_free. */
+ * FDL_EFUSE_ERR_EXISTS if path exists, ERR_RANGE for a floor over the maximum.
+ * *out freed with fdl_efuse_free. */
 fdl_efuse_status fdl_efuse_create(const char *path, const fdl_efuse_factory *f, fdl_efuse **out);
 /* Opens an existing fuse file (path copied). */
 fdl_efuse_status fdl_efuse_open(const char *path, fdl_efuse **out);

@@ -48,6 +48,8 @@ static void factory_programming_persists(void **state)
     (void)state;
     fdl_efuse_factory f = {.secure_boot = true, .debug_disabled = false, .hw_rev = 3};
     hash_of(f.root_hash, 1);
+    f.floor[1] = 2;
+    f.floor[3] = 9;
     fdl_efuse *e = NULL;
     assert_int_equal(fdl_efuse_create(g_path, &f, &e), FDL_EFUSE_OK);
     /* A second create never overwrites. */
@@ -66,8 +68,15 @@ static void factory_programming_persists(void **state)
     assert_false(fdl_efuse_debug_disabled(e));
     assert_int_equal(fdl_efuse_hw_rev(e), 3);
     for (unsigned t = 1; t < FDL_EFUSE_FLOOR_TIERS; t++)
-        assert_int_equal(fdl_efuse_floor(e, t), 0);
+        assert_int_equal(fdl_efuse_floor(e, t), t == 1 ? 2 : t == 3 ? 9 : 0);
     fdl_efuse_free(e);
+    /* A factory floor the fuses cannot hold is refused, nothing created. */
+    char big[700];
+    snprintf(big, sizeof big, "%s/big", g_dir);
+    f.floor[2] = FDL_EFUSE_FLOOR_MAX + 1;
+    assert_int_equal(fdl_efuse_create(big, &f, &e), FDL_EFUSE_ERR_RANGE);
+    assert_null(e);
+    assert_int_not_equal(access(big, F_OK), 0);
     fdl_efuse *none = NULL;
     char other[700];
     snprintf(other, sizeof other, "%s/absent", g_dir);
