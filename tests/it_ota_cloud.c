@@ -27,7 +27,9 @@
 
 #include <mosquitto.h>
 
+#include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecdsa.h>
+#include <mbedtls/entropy.h>
 #include <mbedtls/sha256.h>
 
 #include "cloud/artifacts.h"
@@ -424,6 +426,365 @@ static void taps_play_a_compromised_store(void **state)
     fdl_artifacts_stop(a);
 }
 
+
+/* ---- the job service ------------------------------------------------------------------------ */
+
+/* The online job key, in software for the test (cloud/fwsign.h keeps it in a token). */
+typedef struct soft_signer {
+    mbedtls_pk_context pk;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_entropy_context ent;
+    pthread_mutex_t mu;
+    uint8_t pub[FDL_FW_PUB_LEN];
+    atomic_int signatures;
+} soft_signer;
+
+static soft_signer g_signer;
+static fdl_keyring g_kr;
+static fdl_vclock g_clock;
+
+static int soft_sign(void *ud, const uint8_t *doc, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+    soft_signer *ss = ud;
+    uint8_t hash[32], sig[FDL_FW_SIG_LEN], kid[FDL_FW_KEYID_LEN];
+    mbedtls_mpi r, s;
+    mbedtls_mpi_init(&r);
+    mbedtls_mpi_init(&s);
+    fdl_fw_key_id(ss->pub, kid);
+    fdl_jobdoc_signed_hash(doc, len, kid, hash);
+    pthread_mutex_lock(&ss->mu);
+    mbedtls_ecp_keypair *ec = mbedtls_pk_ec(ss->pk);
+    int rc = mbedtls_ecdsa_sign(&ec->MBEDTLS_PRIVATE(grp), &r, &s, &ec->MBEDTLS_PRIVATE(d), hash, 32,
+                                mbedtls_ctr_drbg_random, &ss->drbg);
+    pthread_mutex_unlock(&ss->mu);
+    if (rc == 0)
+        rc = mbedtls_mpi_write_binary(&r, sig, 32) || mbedtls_mpi_write_binary(&s, sig + 32, 32);
+    mbedtls_mpi_free(&r);
+    mbedtls_mpi_free(&s);
+    atomic_fetch_add(&ss->signatures, 1);
+    *out_len = rc == 0 ? fdl_jobdoc_wrap(doc, len, kid, sig, out, cap) : 0;
+    return *out_len ? 0 : -1;
+}
+
+static void signer_init(void)
+{
+    soft_signer *ss = &g_signer;
+    if (ss->pub[0] == 0x04)
+        return;
+    pthread_mutex_init(&ss->mu, NULL);
+    mbedtls_entropy_init(&ss->ent);
+    mbedtls_ctr_drbg_init(&ss->drbg);
+    assert_int_equal(mbedtls_ctr_drbg_seed(&ss->drbg, mbedtls_entropy_func, &ss->ent, NULL, 0), 0);
+    fdl_test_gen_key(&ss->pk, MBEDTLS_ECP_DP_SECP256R1);
+    mbedtls_ecp_keypair *ec = mbedtls_pk_ec(ss->pk);
+    size_t olen = 0;
+    assert_int_equal(mbedtls_ecp_point_write_binary(&ec->MBEDTLS_PRIVATE(grp), &ec->MBEDTLS_PRIVATE(Q),
+                                                    MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, ss->pub, sizeof ss->pub),
+                     0);
+    assert_int_equal(olen, FDL_FW_PUB_LEN);
+    memset(&g_kr, 0, sizeof g_kr);
+    g_kr.n = 1;
+    g_kr.e[0].usage = FDL_KEY_USAGE_JOBS;
+    g_kr.e[0].state = FDL_KEY_CURRENT;
+    memcpy(g_kr.e[0].pub, ss->pub, FDL_FW_PUB_LEN);
+    fdl_fw_key_id(ss->pub, g_kr.e[0].key_id);
+    fdl_vclock_init(&g_clock, 10.0, 1700000000000ull);
+}
+
+static fdl_jobs *start_jobs(void)
+{
+    char cert[1200], key[1200], err[512];
+    signer_init();
+    fdl_enroll_actor_paths(g_ctx.st.pki_dir, FDL_ACTOR_JOBS, cert, key, sizeof cert);
+    fdl_jobs_cfg c = {.host = fdl_broker_host(g_broker), .port = fdl_broker_port(g_broker), .cafile = g_root,
+                      .certfile = cert, .keyfile = key, .registry_path = g_ctx.st.registry,
+                      .signer = {.sign = soft_sign, .ud = &g_signer}, .clock = &g_clock};
+    fdl_jobs *j = NULL;
+    if (fdl_jobs_start(&c, &j, err, sizeof err) != 0)
+        fail_msg("jobs: %s", err);
+    return j;
+}
+
+static const char *const k_targets[N_DEV] = {"dev-000001", "dev-000002", "dev-000003",
+                                             "dev-000004", "dev-000005", "dev-000006"};
+
+static fdl_job_spec a_spec(const char *id)
+{
+    fdl_job_spec s;
+    memset(&s, 0, sizeof s);
+    s.id = id;
+    s.tier = FDL_TIER_APPLICATION;
+    assert_int_equal(fdl_fw_version_parse("1.1.0", &s.version), 0);
+    s.counter = 2;
+    s.artifact = "app-1.1.0";
+    memset(s.sha256, 0x5a, sizeof s.sha256);
+    s.size = 4224;
+    s.targets = k_targets;
+    s.n_targets = N_DEV;
+    s.stages[0] = 10;
+    s.stages[1] = 50;
+    s.stages[2] = 100;
+    s.n_stages = 3;
+    s.max_failure = 0.1;
+    s.stage_timeout_ms = 10000;
+    return s;
+}
+
+/* What the fleet does with documents: each device that gets one checks it like
+ * firmware would (signature with the job key, target, time) and reports
+ * `outcome` for the devices in `bad` (a bitmask of device indices 0..5), `confirmed`
+ * for the others; ms bounds the whole exchange. Returns the documents received. */
+static int play_devices(tdev *d, const char *job, unsigned bad, const char *outcome, fdl_jobs *j, unsigned ms)
+{
+    int handled[N_DEV] = {0}, docs = 0;
+    for (unsigned t = 0; t < ms / 20; t++) {
+        fdl_job_info info;
+        if (fdl_jobs_info(j, job, &info) == 0 && info.state != FDL_JOB_RUNNING)
+            break;
+        for (int i = 0; i < N_DEV; i++) {
+            pthread_mutex_lock(&d[i].mu);
+            int n = d[i].n;
+            pthread_mutex_unlock(&d[i].mu);
+            for (; handled[i] < n; handled[i]++) {
+                dmsg *m = &d[i].msgs[handled[i]];
+                fdl_jobdoc jd;
+                assert_int_equal(fdl_jobdoc_parse(m->payload, m->len, &jd), FDL_JOB_OK);
+                assert_int_equal(fdl_jobdoc_check(&jd, &g_kr, d[i].id, 1, fdl_vclock_now_ms(&g_clock), 0),
+                                 FDL_JOB_OK);
+                assert_string_equal(jd.job, job);
+                assert_string_equal(jd.artifact, "app-1.1.0");
+                assert_int_equal(jd.counter, 2);
+                assert_int_equal(jd.size, 4224);
+                docs++;
+                char topic[96], st[256];
+                snprintf(topic, sizeof topic, "$fleet/jobs/%s/status", d[i].id);
+                int len = snprintf(st, sizeof st, "{\"job\":\"%s\",\"seq\":%llu,\"step\":\"received\",\"detail\":\"\"}",
+                                   job, (unsigned long long)jd.seq);
+                tdev_pub(&d[i], topic, st, (size_t)len);
+                len = snprintf(st, sizeof st, "{\"job\":\"%s\",\"seq\":%llu,\"step\":\"%s\",\"detail\":\"%s\"}", job,
+                               (unsigned long long)jd.seq, (bad >> i) & 1 ? outcome : "confirmed",
+                               (bad >> i) & 1 ? "behaviour=crash: trial boot failed, previous slot" : "");
+                tdev_pub(&d[i], topic, st, (size_t)len);
+            }
+        }
+        usleep(20000);
+    }
+    return docs;
+}
+
+static void open_fleet(tdev *d)
+{
+    for (int i = 0; i < N_DEV; i++) {
+        char filter[64];
+        snprintf(filter, sizeof filter, "$fleet/jobs/%s/notify", k_targets[i]);
+        tdev_open(&d[i], (uint32_t)i + 1, NULL, filter);
+    }
+}
+
+typedef struct row_count {
+    int pending, notified, confirmed, reverted, other;
+} row_count;
+
+static int count_row(void *ctx, const fdl_reg_ota_line *l)
+{
+    row_count *c = ctx;
+    if (!strcmp(l->step, "pending"))
+        c->pending++;
+    else if (!strcmp(l->step, "notified"))
+        c->notified++;
+    else if (!strcmp(l->step, "confirmed"))
+        c->confirmed++;
+    else if (!strcmp(l->step, "reverted"))
+        c->reverted++;
+    else
+        c->other++;
+    return 0;
+}
+
+static void rollout_completes_stage_by_stage(void **state)
+{
+    (void)state;
+    fdl_jobs *j = start_jobs();
+    tdev d[N_DEV];
+    open_fleet(d);
+    fdl_job_spec s = a_spec("rollout-ok");
+    char id[64], err[256];
+    assert_int_equal(fdl_jobs_create(j, &s, id, err, sizeof err), 0);
+    assert_string_equal(id, "rollout-ok");
+    /* The canary (10 % of 6: one device) is told first, nobody else. */
+    assert_int_equal(tdev_wait(&d[0], 1, 5000), 1);
+    usleep(200000);
+    for (int i = 1; i < N_DEV; i++)
+        assert_int_equal(d[i].n, 0);
+    assert_int_equal(play_devices(d, id, 0, "confirmed", j, 20000), N_DEV);
+    fdl_job_info info;
+    assert_int_equal(fdl_jobs_wait(j, id, 10000, &info), 0);
+    assert_int_equal(info.state, FDL_JOB_COMPLETED);
+    assert_int_equal(info.confirmed, N_DEV);
+    assert_int_equal(info.stages[0].devices, 1);
+    assert_int_equal(info.stages[1].devices, 2);
+    assert_int_equal(info.stages[2].devices, 3);
+    assert_true(info.stages[1].published_s >= info.stages[0].gated_s);
+    assert_non_null(strstr(info.reason, "6 of 6 devices confirmed"));
+
+    /* The registry has the whole story. */
+    fdl_registry *reg = NULL;
+    assert_int_equal(fdl_registry_open(g_ctx.st.registry, NULL, &reg), FDL_REG_OK);
+    fdl_reg_ota_job rj;
+    assert_int_equal(fdl_registry_ota_job_get(reg, id, &rj), FDL_REG_OK);
+    assert_string_equal(rj.state, "COMPLETED");
+    assert_int_equal(rj.stage, 3);
+    row_count c = {0};
+    assert_int_equal(fdl_registry_ota_status_list(reg, id, count_row, &c), FDL_REG_OK);
+    assert_int_equal(c.confirmed, N_DEV);
+
+    /* A device that repeats itself after its final word (a replayed document it
+     * refused) is logged, the rollout's record stays. */
+    static const char late[] = "{\"job\":\"rollout-ok\",\"seq\":1,\"step\":\"rejected\","
+                               "\"detail\":\"job document replayed\"}";
+    tdev_pub(&d[2], "$fleet/jobs/dev-000003/status", late, strlen(late));
+    fdl_job_report rep[4];
+    for (int i = 0; i < 100 && fdl_jobs_reports(j, "dev-000003", 0, rep, 4) < 3; i++)
+        usleep(20000);
+    assert_int_equal(fdl_jobs_reports(j, "dev-000003", 0, rep, 4), 3);
+    assert_string_equal(rep[2].step, "rejected");
+    usleep(200000);
+    fdl_reg_ota_line line;
+    assert_int_equal(fdl_registry_ota_status_get(reg, id, "dev-000003", &line), FDL_REG_OK);
+    assert_string_equal(line.step, "confirmed");
+    fdl_jobs_stats st;
+    fdl_jobs_get_stats(j, &st);
+    assert_int_equal(st.late_reports, 1);
+    assert_int_equal(st.documents, 3);
+    assert_int_equal(st.published, N_DEV);
+    fdl_registry_free(reg);
+    for (int i = 0; i < N_DEV; i++)
+        tdev_close(&d[i]);
+    fdl_jobs_stop(j);
+}
+
+static void failing_canary_halts_the_rollout(void **state)
+{
+    (void)state;
+    fdl_jobs *j = start_jobs();
+    tdev d[N_DEV];
+    open_fleet(d);
+    fdl_job_spec s = a_spec("rollout-bad");
+    char id[64], err[256];
+    assert_int_equal(fdl_jobs_create(j, &s, id, err, sizeof err), 0);
+    /* The canary reverts (its trial boot failed). */
+    assert_int_equal(play_devices(d, id, 0x3f, "reverted", j, 20000), 1);
+    fdl_job_info info;
+    assert_int_equal(fdl_jobs_wait(j, id, 10000, &info), 0);
+    assert_int_equal(info.state, FDL_JOB_HALTED);
+    assert_int_equal(info.stage, 1);
+    assert_int_equal(info.reverted, 1);
+    assert_int_equal(info.pending, N_DEV - 1);
+    assert_non_null(strstr(info.reason, "halted, 5 devices never notified"));
+    /* The rest of the fleet was never told anything. */
+    usleep(300000);
+    for (int i = 1; i < N_DEV; i++)
+        assert_int_equal(d[i].n, 0);
+    fdl_registry *reg = NULL;
+    assert_int_equal(fdl_registry_open(g_ctx.st.registry, NULL, &reg), FDL_REG_OK);
+    fdl_reg_ota_job rj;
+    assert_int_equal(fdl_registry_ota_job_get(reg, id, &rj), FDL_REG_OK);
+    assert_string_equal(rj.state, "HALTED");
+    assert_string_equal(rj.reason, info.reason);
+    row_count c = {0};
+    assert_int_equal(fdl_registry_ota_status_list(reg, id, count_row, &c), FDL_REG_OK);
+    assert_int_equal(c.reverted, 1);
+    assert_int_equal(c.pending, N_DEV - 1);
+    fdl_registry_free(reg);
+    for (int i = 0; i < N_DEV; i++)
+        tdev_close(&d[i]);
+    fdl_jobs_stop(j);
+}
+
+static void silent_stage_times_out_and_held_jobs_publish_nothing(void **state)
+{
+    (void)state;
+    fdl_jobs *j = start_jobs();
+    tdev d[N_DEV];
+    open_fleet(d);
+    /* Nobody answers: the canary stage times out, silence counts as failure. */
+    fdl_job_spec s = a_spec("rollout-silent");
+    s.stage_timeout_ms = 800;
+    char id[64], err[256];
+    assert_int_equal(fdl_jobs_create(j, &s, id, err, sizeof err), 0);
+    fdl_job_info info;
+    assert_int_equal(fdl_jobs_wait(j, id, 10000, &info), 0);
+    assert_int_equal(info.state, FDL_JOB_HALTED);
+    assert_int_equal(info.stages[0].silent, 1);
+    assert_non_null(strstr(info.reason, "1 silent"));
+
+    /* A held job: signed and recorded, nothing published; its document can be read back. */
+    tdev_clear(&d[0]);
+    s = a_spec("held");
+    s.hold = 1;
+    s.valid_ms = 600000;
+    assert_int_equal(fdl_jobs_create(j, &s, id, err, sizeof err), 0);
+    assert_int_equal(fdl_jobs_info(j, id, &info), 0);
+    assert_int_equal(info.state, FDL_JOB_HELD);
+    assert_int_equal(fdl_jobs_wait(j, id, 100, &info), 0);
+    usleep(300000);
+    assert_int_equal(d[0].n, 0);
+    uint8_t buf[4096];
+    size_t len = 0;
+    uint64_t seq = 0;
+    assert_int_equal(fdl_jobs_document(j, id, "dev-000001", buf, sizeof buf, &len, &seq), 0);
+    assert_int_equal(fdl_jobs_document(j, id, "dev-000002", buf, sizeof buf, &len, &seq), -1); /* stage 2: never signed */
+    fdl_jobdoc jd;
+    assert_int_equal(fdl_jobs_document(j, id, "dev-000001", buf, sizeof buf, &len, &seq), 0);
+    assert_int_equal(fdl_jobdoc_parse(buf, len, &jd), FDL_JOB_OK);
+    assert_int_equal(jd.seq, seq);
+    assert_int_equal(jd.expires_ms - jd.issued_ms, 600000);
+    /* Issued in the fleet's time: valid now, expired 10 fleet minutes on. */
+    uint64_t now = fdl_vclock_now_ms(&g_clock);
+    assert_true(jd.issued_ms <= now && now - jd.issued_ms < 60000);
+    assert_int_equal(fdl_jobdoc_check(&jd, &g_kr, "dev-000001", 1, now, 0), FDL_JOB_OK);
+    assert_int_equal(fdl_jobdoc_check(&jd, &g_kr, "dev-000001", 1, jd.expires_ms, 0), FDL_JOB_ERR_EXPIRED);
+    assert_int_equal(fdl_jobdoc_check(&jd, &g_kr, "dev-000002", 1, fdl_vclock_now_ms(&g_clock) - 1000, 0),
+                     FDL_JOB_ERR_NOT_FOR_ME);
+
+    /* Bad specifications are refused before anything is recorded. */
+    s = a_spec("bad-stages");
+    s.stages[1] = 5;
+    assert_int_equal(fdl_jobs_create(j, &s, id, err, sizeof err), -1);
+    s = a_spec("bad-target");
+    const char *dup[2] = {"dev-000001", "dev-000001"};
+    s.targets = dup;
+    s.n_targets = 2;
+    assert_int_equal(fdl_jobs_create(j, &s, id, err, sizeof err), -1);
+    assert_non_null(strstr(err, "listed twice"));
+    s = a_spec("held");   /* exists */
+    assert_int_equal(fdl_jobs_create(j, &s, id, err, sizeof err), -1);
+    for (int i = 0; i < N_DEV; i++)
+        tdev_close(&d[i]);
+    fdl_jobs_stop(j);
+}
+
+static void stage_sizes(void **state)
+{
+    (void)state;
+    uint32_t out[FDL_JOBS_STAGES_MAX];
+    const unsigned s3[] = {10, 50, 100};
+    assert_int_equal(fdl_jobs_stage_sizes(1000, s3, 3, out), 0);
+    assert_int_equal(out[0], 100);
+    assert_int_equal(out[1], 400);
+    assert_int_equal(out[2], 500);
+    assert_int_equal(fdl_jobs_stage_sizes(5, s3, 3, out), 0);
+    assert_int_equal(out[0], 1);   /* a canary is never empty */
+    assert_int_equal(out[1], 2);
+    assert_int_equal(out[2], 2);
+    const unsigned bad1[] = {10, 50}, bad2[] = {50, 10, 100}, bad3[] = {0, 100};
+    assert_int_equal(fdl_jobs_stage_sizes(10, bad1, 2, out), -1);
+    assert_int_equal(fdl_jobs_stage_sizes(10, bad2, 3, out), -1);
+    assert_int_equal(fdl_jobs_stage_sizes(10, bad3, 2, out), -1);
+    assert_int_equal(fdl_jobs_stage_sizes(10, NULL, 0, out), 0);
+    assert_int_equal(out[0], 10);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -431,6 +792,10 @@ int main(void)
         cmocka_unit_test(store_serves_the_file_in_blocks),
         cmocka_unit_test(devices_reach_only_their_own_ota_topics),
         cmocka_unit_test(taps_play_a_compromised_store),
+        cmocka_unit_test(stage_sizes),
+        cmocka_unit_test(rollout_completes_stage_by_stage),
+        cmocka_unit_test(failing_canary_halts_the_rollout),
+        cmocka_unit_test(silent_stage_times_out_and_held_jobs_publish_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
