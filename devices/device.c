@@ -12,11 +12,12 @@
 #define DEV_TCP_RX_CAP 4096           /* bytes; mbedTLS pulls records out of it in pieces */
 #define DEV_TCP_TX_CAP (64 * 1024)    /* bytes queued before send reports would-block */
 
-static const char *state_names[] = {"idle", "waiting", "connecting", "mqtt", "online", "backoff", "stopping", "stopped"};
+static const char *state_names[] = {"idle",     "waiting",  "connecting", "mqtt",    "online",
+                                    "backoff",  "stopping", "stopped",    "recovery"};
 static const char *fail_names[] = {
     "none", "tcp connect failed", "tcp connect timed out", "broker certificate rejected",
     "refused by broker during TLS", "TLS failure", "MQTT CONNACK refused", "MQTT protocol error",
-    "connection lost", "local error",
+    "connection lost", "local error", "rebooted",
 };
 
 const char *fdl_device_state_name(fdl_device_state s)
@@ -42,6 +43,8 @@ static uint32_t rnd32(fdl_device *d)
 static void on_tp(fdl_transport *t, fdl_tp_event ev, int status, void *user);
 static void sim_timer_cb(uv_timer_t *tm);
 static void net_timer_cb(uv_timer_t *tm);
+static void ota_timer_cb(uv_timer_t *tm);
+static void want_connect(fdl_device *d);
 
 static void mq_connack(void *ud, uint8_t rc);
 static void mq_message(void *ud, const fdl_mqtt_publish *p);
@@ -81,7 +84,126 @@ int fdl_device_init(fdl_device *d, uint32_t index, const char *id, const fdl_dev
     fdl_backoff_init(&d->backoff, env->params.backoff_base_ms, env->params.backoff_cap_ms);
     fdl_mqttc_init(&d->mqtt, d->id, env->params.keepalive_s, &mq_cbs, d);
     snprintf(d->claim_topic, sizeof d->claim_topic, "$fleet/claim/%s/", id);
+    snprintf(d->topic_notify, sizeof d->topic_notify, "$fleet/jobs/%s/notify", id);
+    snprintf(d->topic_block, sizeof d->topic_block, "$fleet/ota/%s/block", id);
     return 0;
+}
+
+/* ---- firmware: boot, the OTA agent's I/O, reboot ------------------------------- */
+
+static uint64_t sim_now(const fdl_device *d)
+{
+    return fdl_vclock_now_ms(d->env->clock);
+}
+
+/* Status reports made offline wait here: "reverted" is known at boot, before the
+ * device is back online, and the job service's gate needs it. Bounded: a few
+ * reports of at most 1 KiB each (an agent makes one or two per boot). */
+#define DEV_OUTBOX_CAP 4096u
+
+static void outbox_put(fdl_device *d, const uint8_t *payload, size_t len)
+{
+    if (len > 1024 || (!d->outbox && !(d->outbox = fdl_malloc(DEV_OUTBOX_CAP))) ||
+        d->outbox_len + 2 + len > DEV_OUTBOX_CAP) {
+        d->ota_dropped++;
+        return;
+    }
+    d->outbox[d->outbox_len] = (uint8_t)(len >> 8);
+    d->outbox[d->outbox_len + 1] = (uint8_t)len;
+    memcpy(d->outbox + d->outbox_len + 2, payload, len);
+    d->outbox_len += 2 + len;
+}
+
+/* Back online: the reports kept while offline, in order. */
+static void outbox_flush(fdl_device *d)
+{
+    char topic[FDL_DEVICE_ID_MAX + 24];
+    snprintf(topic, sizeof topic, "$fleet/jobs/%s/status", d->id);
+    size_t at = 0;
+    while (at + 2 <= d->outbox_len) {
+        size_t len = (size_t)d->outbox[at] << 8 | d->outbox[at + 1];
+        if (fdl_mqttc_publish(&d->mqtt, topic, d->outbox + at + 2, len, 1, NULL) != FDL_MQTTC_OK &&
+            fdl_mqttc_publish(&d->mqtt, topic, d->outbox + at + 2, len, 0, NULL) != FDL_MQTTC_OK)
+            d->ota_dropped++;
+        at += 2 + len;
+    }
+    d->outbox_len = 0;
+}
+
+/* The agent publishes through the session. Offline, a status report waits in the
+ * outbox and a block request is dropped (the agent asks again on its timeout). */
+static void ota_publish(void *ud, const char *topic, const uint8_t *payload, size_t len)
+{
+    fdl_device *d = ud;
+    int status = !strncmp(topic, "$fleet/jobs/", 12);
+    if (d->env->hooks->ota_report && status)
+        d->env->hooks->ota_report(d, payload, len, d->env->hooks_ud);
+    if (d->state != FDL_DEV_ONLINE || d->claiming) {
+        if (status)
+            outbox_put(d, payload, len);
+        else
+            d->ota_dropped++;
+        return;
+    }
+    fdl_mqttc_status st = fdl_mqttc_publish(&d->mqtt, topic, payload, len, 1, NULL);
+    if (st == FDL_MQTTC_BUSY)   /* QoS 1 window full (telemetry): send it without an ack */
+        st = fdl_mqttc_publish(&d->mqtt, topic, payload, len, 0, NULL);
+    if (st != FDL_MQTTC_OK)
+        d->ota_dropped++;
+}
+
+/* Ticks while the agent has something under way; idle, the timer stops. */
+static void ota_arm(fdl_device *d)
+{
+    if (!d->ota || d->state == FDL_DEV_STOPPING || d->state == FDL_DEV_STOPPED)
+        return;
+    if (d->reboot_pending) {
+        uv_timer_start(&d->ota_timer, ota_timer_cb, 0, 0);
+        return;
+    }
+    if (fdl_ota_get_state(d->ota) == FDL_OTA_IDLE) {
+        uv_timer_stop(&d->ota_timer);
+        return;
+    }
+    uint64_t every = fdl_vclock_real_delay_ms(d->env->clock, 1000);
+    uv_timer_start(&d->ota_timer, ota_timer_cb, every, every);
+}
+
+/* The agent wants a reboot; it happens on the next loop turn, never inside the
+ * session's read callback that delivered the last block. */
+static void ota_reboot(void *ud)
+{
+    fdl_device *d = ud;
+    d->reboot_pending = true;
+    ota_arm(d);
+}
+
+int fdl_device_set_firmware(fdl_device *d, fdl_fw *fw)
+{
+    fdl_ota_io io = {.publish = ota_publish, .reboot = ota_reboot, .ud = d};
+    d->fw = fw;
+    d->ota = fdl_ota_new(d->id, fw, &d->env->ota, &io);
+    return d->ota ? 0 : -1;
+}
+
+/* Power on (or reset): the boot chain decides what runs. 1 if the device may go
+ * on to connect, 0 if it halted in recovery mode. */
+static int boot(fdl_device *d)
+{
+    fdl_boot_record rec;
+    uint64_t t0 = fdl_now_ns();
+    fdl_boot_outcome o = fdl_fw_boot(d->fw, sim_now(d), &rec);
+    d->boot_ns += fdl_now_ns() - t0;
+    d->n_boots++;
+    fdl_ota_booted(d->ota, &rec, sim_now(d));
+    if (d->env->hooks->booted)
+        d->env->hooks->booted(d, &rec, d->env->hooks_ud);
+    if (o == FDL_BOOT_RECOVERY) {
+        FDL_INFO("device", "%s: boot %u halted in recovery mode: %s", d->id, d->n_boots, rec.why);
+        d->state = FDL_DEV_RECOVERY;
+        return 0;
+    }
+    return 1;
 }
 
 void fdl_device_set_claim(fdl_device *d, mbedtls_x509_crt *claim_cert, mbedtls_pk_context *claim_key)
@@ -108,10 +230,15 @@ void fdl_device_start(fdl_device *d)
 {
     uv_timer_init(d->env->loop, &d->sim_timer);
     uv_timer_init(d->env->loop, &d->net_timer);
+    uv_timer_init(d->env->loop, &d->ota_timer);
     d->sim_timer.data = d;
     d->net_timer.data = d;
-    d->handles_open = 2;
+    d->ota_timer.data = d;
+    d->handles_open = 3;
+    if (d->fw && !boot(d))
+        return;
     want_connect(d);
+    ota_arm(d);
 }
 
 static void drop_connection(fdl_device *d)
@@ -123,6 +250,46 @@ static void drop_connection(fdl_device *d)
     fdl_mqttc_reset(&d->mqtt);
     uv_timer_stop(&d->net_timer);
     uv_timer_stop(&d->sim_timer);
+}
+
+/* The agent asked for a reboot: leave the session, boot again, reconnect. */
+static void reboot(fdl_device *d)
+{
+    fdl_device_state was = d->state;
+    d->reboot_pending = false;
+    if (was == FDL_DEV_STOPPING || was == FDL_DEV_STOPPED || was == FDL_DEV_RECOVERY)
+        return;
+    if (was == FDL_DEV_ONLINE && !d->claiming)
+        (void)fdl_mqttc_disconnect(&d->mqtt);
+    drop_connection(d);
+    FDL_DEBUG("device", "%s: rebooting (state %s)", d->id, fdl_device_state_name(was));
+    if (was == FDL_DEV_ONLINE) {
+        if (!d->claiming)
+            d->env->hooks->offline(d, FDL_FAIL_REBOOT, d->env->hooks_ud);
+        else
+            d->env->hooks->attempt_done(d, false, FDL_FAIL_REBOOT, d->env->hooks_ud);
+    } else if (was == FDL_DEV_CONNECTING || was == FDL_DEV_MQTT) {
+        d->env->hooks->attempt_done(d, false, FDL_FAIL_REBOOT, d->env->hooks_ud);
+    }
+    d->state = FDL_DEV_IDLE;
+    if (!boot(d))
+        return;
+    if (was == FDL_DEV_WAITING)
+        d->state = FDL_DEV_WAITING;   /* still in the fleet's admission queue: not queued twice */
+    else
+        want_connect(d);
+    ota_arm(d);
+}
+
+static void ota_timer_cb(uv_timer_t *tm)
+{
+    fdl_device *d = tm->data;
+    if (d->reboot_pending)
+        reboot(d);
+    if (d->state == FDL_DEV_RECOVERY || d->state == FDL_DEV_STOPPING || d->state == FDL_DEV_STOPPED)
+        return;
+    fdl_ota_tick(d->ota, sim_now(d));
+    ota_arm(d);
 }
 
 /* Ends the current attempt or session with a failure, then backs off. */
@@ -411,6 +578,16 @@ static void mq_connack(void *ud, uint8_t rc)
     if (d->state != FDL_DEV_ONLINE)
         return;
     fdl_mqttc_subscribe(&d->mqtt, d->topic_commands, 1, NULL);
+    if (d->ota) {
+        fdl_mqttc_subscribe(&d->mqtt, d->topic_notify, 1, NULL);
+        fdl_mqttc_subscribe(&d->mqtt, d->topic_block, 1, NULL);
+        outbox_flush(d);
+        /* Back online: the phone home that confirms an image in trial. */
+        fdl_ota_online(d->ota, sim_now(d));
+        ota_arm(d);
+        if (d->state != FDL_DEV_ONLINE)
+            return;
+    }
     /* Spread the fleet's telemetry over the interval instead of a thundering herd. */
     uint64_t first = d->env->params.telemetry_interval_ms
                          ? (uint64_t)rnd32(d) % d->env->params.telemetry_interval_ms
@@ -419,11 +596,27 @@ static void mq_connack(void *ud, uint8_t rc)
     uv_timer_start(&d->net_timer, net_timer_cb, fdl_mqttc_poll(&d->mqtt, fdl_now_ns()), 0);
 }
 
+static int topic_is(const fdl_mqtt_publish *p, const char *topic)
+{
+    size_t n = strlen(topic);
+    return p->topic.len == n && !memcmp(p->topic.ptr, topic, n);
+}
+
 static void mq_message(void *ud, const fdl_mqtt_publish *p)
 {
     fdl_device *d = ud;
     if (d->claiming) {
         claim_answer(d, p);
+        return;
+    }
+    if (d->ota && topic_is(p, d->topic_notify)) {
+        fdl_ota_on_job(d->ota, p->payload, p->payload_len, sim_now(d));
+        ota_arm(d);
+        return;
+    }
+    if (d->ota && topic_is(p, d->topic_block)) {
+        fdl_ota_on_block(d->ota, p->payload, p->payload_len, sim_now(d));
+        ota_arm(d);
         return;
     }
     d->n_commands++;
@@ -483,10 +676,16 @@ void fdl_device_stop(fdl_device *d, void (*cb)(fdl_device *d))
     drop_connection(d);
     uv_close((uv_handle_t *)&d->sim_timer, timer_closed);
     uv_close((uv_handle_t *)&d->net_timer, timer_closed);
+    uv_close((uv_handle_t *)&d->ota_timer, timer_closed);
 }
 
 void fdl_device_cleanup(fdl_device *d)
 {
+    fdl_ota_free(d->ota);
+    d->ota = NULL;
+    fdl_free(d->outbox);
+    d->outbox = NULL;
+    d->outbox_len = 0;
     if (d->issued) {
         mbedtls_x509_crt_free(d->issued);
         fdl_free(d->issued);

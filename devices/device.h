@@ -8,6 +8,15 @@
  * exponential backoff (also in simulated time). Network I/O and MQTT keepalive
  * run in real time.
  *
+ * With a firmware model (fdl_device_set_firmware, devices/firmware.h) the device
+ * boots through its verified chain when it starts: a boot that ends in recovery
+ * mode halts it (it never connects). Online, it takes OTA jobs: its agent
+ * (devices/ota.h) gets the job documents and blocks from its session, publishes
+ * its reports and block requests through it, and when it asks for a reboot the
+ * device drops its connection, boots again (outside any callback of the
+ * session) and reconnects; once back online a trial image confirms itself (the
+ * phone home). The agent's timeouts run in simulated time.
+ *
  * The fleet owns the device memory (fdl_device is a plain struct so a fleet can
  * allocate thousands in one array). Lifecycle: fdl_device_init -> fdl_device_start
  * -> ... -> fdl_device_stop(cb): the callback runs once every handle is closed,
@@ -24,7 +33,9 @@
 #include <mbedtls/x509_crt.h>
 
 #include "devices/backoff.h"
+#include "devices/firmware.h"
 #include "devices/mqtt_client.h"
+#include "devices/ota.h"
 #include "devices/tls.h"
 #include "sim/vclock.h"
 
@@ -39,6 +50,7 @@ typedef enum fdl_device_state {
     FDL_DEV_BACKOFF,
     FDL_DEV_STOPPING,
     FDL_DEV_STOPPED,
+    FDL_DEV_RECOVERY,      /* its boot ended in recovery mode: halted, never connects */
 } fdl_device_state;
 
 const char *fdl_device_state_name(fdl_device_state s);
@@ -55,6 +67,7 @@ typedef enum fdl_device_fail {
     FDL_FAIL_MQTT_PROTOCOL, /* malformed or unexpected packet, or no answer in time */
     FDL_FAIL_LOST,          /* connection lost after it was up */
     FDL_FAIL_LOCAL,         /* out of memory or another local error */
+    FDL_FAIL_REBOOT,        /* the device rebooted (an OTA update or its watchdog) */
     FDL_FAIL__COUNT
 } fdl_device_fail;
 
@@ -90,6 +103,12 @@ typedef struct fdl_device_hooks {
      * leaf then chain) before it switches to it. 0 = stored; anything else makes
      * the device drop it and claim again later. Required for claiming devices. */
     int (*store_cert)(fdl_device *d, const char *pem, size_t len, void *ud);
+    /* Firmware (optional): the device booted; rec says what ran (outcome
+     * FDL_BOOT_RECOVERY: it halts and never connects). */
+    void (*booted)(fdl_device *d, const fdl_boot_record *rec, void *ud);
+    /* Firmware (optional): its OTA agent published a report on .../status (the
+     * JSON, borrowed for the call). */
+    void (*ota_report)(fdl_device *d, const uint8_t *json, size_t len, void *ud);
 } fdl_device_hooks;
 
 /* Shared by the devices of one loop; borrowed by each device. */
@@ -107,6 +126,7 @@ typedef struct fdl_device_env {
     void *hooks_ud;
     int verify_none;              /* 0 for devices. 1 = the ablation "pinning off": the broker's
                                      certificate is not checked (fdl_tls_client_cfg.verify_none) */
+    fdl_ota_params ota;           /* the OTA agents' timeouts and trial window (simulated ms) */
 } fdl_device_env;
 
 struct fdl_device {
@@ -145,6 +165,19 @@ struct fdl_device {
     uint64_t claim_deadline_ns;   /* real time by which the answer to the CSR must come */
     uint32_t n_claims;            /* CSRs sent */
     char claim_topic[FDL_DEVICE_ID_MAX + 24]; /* "$fleet/claim/<id>/" */
+    /* Firmware (NULL without a firmware model). */
+    fdl_fw *fw;                   /* borrowed: its storage (eFuses, flash), opened by the fleet */
+    fdl_ota *ota;                 /* owned: its OTA agent */
+    uv_timer_t ota_timer;         /* the agent's ticks (a simulated second) and deferred reboots */
+    bool reboot_pending;          /* the agent asked for a reboot: done on the next timer turn */
+    uint32_t n_boots;
+    uint64_t boot_ns;             /* time spent in fdl_fw_boot, all boots */
+    uint64_t ota_dropped;         /* agent publishes dropped (offline, or the session's buffer full) */
+    uint8_t *outbox;              /* owned: status reports made while offline (a revert is reported
+                                     at boot), sent once the device is back online */
+    size_t outbox_len;
+    char topic_notify[FDL_DEVICE_ID_MAX + 24];
+    char topic_block[FDL_DEVICE_ID_MAX + 24];
     uint64_t seq;
     uint64_t rng;                 /* xorshift state for jitter and telemetry values */
     double battery;
@@ -163,13 +196,17 @@ int fdl_device_init(fdl_device *d, uint32_t index, const char *id, const fdl_dev
 /* Provisioning by claim: before fdl_device_start, for a device initialised with
  * cert NULL (key = its own key, in its token for `se`). Both borrowed. */
 void fdl_device_set_claim(fdl_device *d, mbedtls_x509_crt *claim_cert, mbedtls_pk_context *claim_key);
-/* Starts the firmware: it asks to connect (hooks->want_connect). */
+/* Gives the device its firmware storage (borrowed; before fdl_device_start) and
+ * makes its OTA agent. 0, or -1 (out of memory). */
+int fdl_device_set_firmware(fdl_device *d, fdl_fw *fw);
+/* Starts the firmware: it boots (with a firmware model: halts in recovery, or
+ * goes on), then asks to connect (hooks->want_connect). */
 void fdl_device_start(fdl_device *d);
 /* The fleet admits a waiting device: it opens its connection now. */
 void fdl_device_admit(fdl_device *d);
 /* Sends DISCONNECT if online, closes everything; cb runs once all handles are closed. */
 void fdl_device_stop(fdl_device *d, void (*cb)(fdl_device *d));
-/* Releases what the device allocated (the claimed certificate); after the stop callback only. */
+/* Releases what the device allocated (the claimed certificate, its OTA agent); after the stop callback only. */
 void fdl_device_cleanup(fdl_device *d);
 
 #endif

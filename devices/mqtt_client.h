@@ -21,7 +21,10 @@
 #include "devices/mqtt_codec.h"
 #include "devices/transport.h"
 
-#define FDL_MQTTC_RX_CAP 2048      /* bytes; the largest packet a device accepts (commands are small) */
+/* bytes; the largest packet a device accepts: an OTA block (FDL_OTA_BLOCK = 4096
+ * bytes of data, 12 of block header, the topic and MQTT framing, about 4.2 KiB)
+ * or a job document (cloud/jobs.h keeps them under 2 KiB). Commands are small. */
+#define FDL_MQTTC_RX_CAP 4608
 #define FDL_MQTTC_TX_CAP 2048      /* bytes of encoded packets waiting for the transport */
 #define FDL_MQTTC_INFLIGHT 8       /* QoS 1 publishes awaiting PUBACK */
 
