@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 
+#include "cloud/json.h"
 #include "sim/alloc.h"
 #include "sim/fsutil.h"
 #include "sim/vclock.h"
@@ -35,12 +37,16 @@ typedef struct live_dev {
     atomic_uint n_online, n_refused;
     atomic_ullong acked, last_online_ns, last_offline_ns, last_refused_ns;
     atomic_int last_fail;
+    atomic_int recovery, trial;
 } live_dev;
 
 struct fdl_fleet_live {
     uint32_t n;
     atomic_int running;
     live_dev *d;
+    /* Firmware views: written at each boot and OTA report (rare), under one lock. */
+    pthread_mutex_t fw_mu;
+    fdl_fleet_fw_view *fw;
 };
 
 fdl_fleet_live *fdl_fleet_live_new(uint32_t n_devices)
@@ -49,10 +55,14 @@ fdl_fleet_live *fdl_fleet_live_new(uint32_t n_devices)
     if (!l)
         return NULL;
     l->d = fdl_calloc(n_devices ? n_devices : 1, sizeof *l->d);
-    if (!l->d) {
+    l->fw = fdl_calloc(n_devices ? n_devices : 1, sizeof *l->fw);
+    if (!l->d || !l->fw) {
+        fdl_free(l->d);
+        fdl_free(l->fw);
         fdl_free(l);
         return NULL;
     }
+    pthread_mutex_init(&l->fw_mu, NULL);
     l->n = n_devices;
     return l;
 }
@@ -61,8 +71,20 @@ void fdl_fleet_live_free(fdl_fleet_live *l)
 {
     if (!l)
         return;
+    pthread_mutex_destroy(&l->fw_mu);
     fdl_free(l->d);
+    fdl_free(l->fw);
     fdl_free(l);
+}
+
+int fdl_fleet_live_fw(const fdl_fleet_live *l, uint32_t i, fdl_fleet_fw_view *out)
+{
+    if (!l || i >= l->n)
+        return -1;
+    pthread_mutex_lock((pthread_mutex_t *)&l->fw_mu);
+    *out = l->fw[i];
+    pthread_mutex_unlock((pthread_mutex_t *)&l->fw_mu);
+    return 0;
 }
 
 int fdl_fleet_live_get(const fdl_fleet_live *l, uint32_t i, fdl_fleet_dev_view *out)
@@ -94,6 +116,8 @@ void fdl_fleet_live_totals_get(const fdl_fleet_live *l, fdl_fleet_live_totals *o
         out->online += atomic_load(&d->online) != 0;
         out->ever_online += atomic_load(&d->n_online) != 0;
         out->revoked += atomic_load(&d->revoked) != 0;
+        out->recovery += atomic_load(&d->recovery) != 0;
+        out->trial += atomic_load(&d->trial) != 0;
         out->acked += atomic_load(&d->acked);
     }
 }
@@ -152,6 +176,7 @@ typedef struct fleet {
     mbedtls_x509_crt trust;
     fdl_device *devs;
     fdl_identity *ids;
+    fdl_fw **fws;               /* firmware storage per device (NULL without a firmware model) */
     uint8_t *usable;            /* identity loaded */
     worker *w;
     unsigned nw;
@@ -259,6 +284,86 @@ static void hook_puback(fdl_device *d, uint64_t lat, void *ud)
     atomic_fetch_add(&w->acked, 1);
 }
 
+static void hook_booted(fdl_device *d, const fdl_boot_record *rec, void *ud)
+{
+    worker *w = ud;
+    fdl_fleet_live *lv = w->fl->cfg->live;
+    live_dev *l = live_of(w->fl->cfg, d);
+    if (!l)
+        return;
+    int trial = rec->outcome == FDL_BOOT_TRIAL;
+    atomic_store(&l->recovery, rec->outcome == FDL_BOOT_RECOVERY);
+    atomic_store(&l->trial, trial);
+    pthread_mutex_lock(&lv->fw_mu);
+    fdl_fleet_fw_view *v = &lv->fw[d->index];
+    v->boots++;
+    v->recovery = rec->outcome == FDL_BOOT_RECOVERY;
+    v->trial = trial;
+    v->reverted += rec->reverted;
+    const unsigned app = FDL_TIER_APPLICATION;
+    v->app_version = rec->tier[app].ran ? rec->tier[app].version : 0;
+    v->app_counter = rec->tier[app].ran ? rec->tier[app].counter : 0;
+    if (rec->tier[app].ran)
+        memcpy(v->app_sha256, rec->tier[app].sha256, 32);
+    else
+        memset(v->app_sha256, 0, 32);
+    v->app_floor = d->fw ? fdl_fw_floor(d->fw, app) : 0;
+    pthread_mutex_unlock(&lv->fw_mu);
+}
+
+/* Copies the string (or integer) member key of a flat JSON object; 0 if found. */
+static int json_member(const uint8_t *buf, const fdl_jv_tok *t, size_t n, const char *key, char *out, size_t cap)
+{
+    for (size_t i = 1; i + 1 < n; i++) {
+        if (t[i].parent != 0 || !(t[i].flags & FDL_JV_F_KEY) || !fdl_jv_str_eq(buf, &t[i], key, strlen(key)))
+            continue;
+        const fdl_jv_tok *v = &t[i + 1];
+        if (v->type == FDL_JV_STRING)
+            return fdl_jv_str_copy(buf, v, out, cap, NULL) == FDL_JV_OK ? 0 : -1;
+        if (v->type == FDL_JV_NUMBER && v->len < cap) {
+            memcpy(out, buf + v->start, v->len);
+            out[v->len] = '\0';
+            return 0;
+        }
+        return -1;
+    }
+    return -1;
+}
+
+static void hook_ota_report(fdl_device *d, const uint8_t *json, size_t len, void *ud)
+{
+    worker *w = ud;
+    fdl_fleet_live *lv = w->fl->cfg->live;
+    if (!live_of(w->fl->cfg, d))
+        return;
+    fdl_jv_tok tok[24];
+    size_t n = 0;
+    char job[64] = "", seq[32] = "", step[24] = "", detail[160] = "";
+    if (fdl_jv_parse(json, len, NULL, tok, 24, &n, NULL) != FDL_JV_OK || tok[0].type != FDL_JV_OBJECT)
+        return;
+    json_member(json, tok, n, "job", job, sizeof job);
+    json_member(json, tok, n, "seq", seq, sizeof seq);
+    json_member(json, tok, n, "step", step, sizeof step);
+    json_member(json, tok, n, "detail", detail, sizeof detail);
+    live_dev *l = live_of(w->fl->cfg, d);
+    int confirmed = !strcmp(step, "confirmed");
+    if (confirmed)
+        atomic_store(&l->trial, 0);
+    pthread_mutex_lock(&lv->fw_mu);
+    fdl_fleet_fw_view *v = &lv->fw[d->index];
+    if (confirmed) {
+        v->trial = 0;
+        v->app_floor = d->fw ? fdl_fw_floor(d->fw, FDL_TIER_APPLICATION) : v->app_floor;
+    }
+    v->reports++;
+    snprintf(v->job, sizeof v->job, "%s", job);
+    v->seq = strtoull(seq, NULL, 10);
+    snprintf(v->step, sizeof v->step, "%s", step);
+    snprintf(v->detail, sizeof v->detail, "%s", detail);
+    v->last_report_ns = fdl_now_ns();
+    pthread_mutex_unlock(&lv->fw_mu);
+}
+
 static int hook_store_cert(fdl_device *d, const char *pem, size_t len, void *ud)
 {
     worker *w = ud;
@@ -273,6 +378,8 @@ static const fdl_device_hooks worker_hooks = {
     .offline = hook_offline,
     .puback = hook_puback,
     .store_cert = hook_store_cert,
+    .booted = hook_booted,
+    .ota_report = hook_ota_report,
 };
 
 /* ---- stopping ------------------------------------------------------------ */
@@ -323,6 +430,16 @@ static void *worker_main(void *arg)
             if (atomic_fetch_add(&w->load_failed, 1) == 0)
                 snprintf(w->load_error, sizeof w->load_error, "%s", err);
             continue;
+        }
+        if (cfg->factory) {
+            char dir[FDL_PATH_MAX + 64];
+            fdl_identity_path(cfg->state, id, "fw", dir, sizeof dir);
+            if (fdl_fw_open(dir, cfg->factory, &fl->fws[i], err, sizeof err) != 0 ||
+                fdl_device_set_firmware(&fl->devs[i], fl->fws[i]) != 0) {
+                if (atomic_fetch_add(&w->load_failed, 1) == 0)
+                    snprintf(w->load_error, sizeof w->load_error, "%s: firmware: %s", id, err);
+                continue;
+            }
         }
         if (!idn->has_cert)
             fdl_device_set_claim(&fl->devs[i], &w->claim_cert, &w->claim_key);
@@ -402,6 +519,7 @@ static int worker_init(fleet *fl, worker *w, unsigned idx, uint32_t first, uint3
     w->env.hooks = &worker_hooks;
     w->env.hooks_ud = w;
     w->env.verify_none = cfg->verify_none;
+    w->env.ota = cfg->ota;
     return 0;
 }
 
@@ -442,7 +560,10 @@ int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_pro
         snprintf(err, errcap, "cannot parse trust anchor %s", cfg->trust_file);
         goto cleanup;
     }
-    fdl_vclock_init(&fl.clock, cfg->time_scale, (uint64_t)time(NULL) * 1000u);
+    if (cfg->clock)
+        fl.clock = *cfg->clock;   /* plain data: a copy reads the same time */
+    else
+        fdl_vclock_init(&fl.clock, cfg->time_scale, (uint64_t)time(NULL) * 1000u);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     fl.nw = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
     if (fl.nw > 16)
@@ -452,9 +573,10 @@ int fdl_fleet_run(const fdl_fleet_cfg *cfg, fdl_fleet_result *res, fdl_fleet_pro
     res->threads = fl.nw;
     fl.devs = fdl_calloc(n ? n : 1, sizeof *fl.devs);
     fl.ids = fdl_calloc(n ? n : 1, sizeof *fl.ids);
+    fl.fws = fdl_calloc(n ? n : 1, sizeof *fl.fws);
     fl.usable = fdl_calloc(n ? n : 1, 1);
     fl.w = fdl_calloc(fl.nw, sizeof *fl.w);
-    if (!fl.devs || !fl.ids || !fl.usable || !fl.w) {
+    if (!fl.devs || !fl.ids || !fl.fws || !fl.usable || !fl.w) {
         snprintf(err, errcap, "out of memory for %u devices", n);
         goto cleanup;
     }
@@ -567,6 +689,7 @@ cleanup:
         }
         res->devices = n;
         fdl_hist *pv = fdl_hist_new();
+        uint64_t boot_ns = 0;
         uint64_t prov_first = UINT64_MAX, prov_last = 0;
         for (uint32_t i = 0; i < n; i++) {
             fdl_device *d = &fl.devs[i];
@@ -581,6 +704,19 @@ cleanup:
             res->commands_received += d->n_commands;
             res->claims_sent += d->n_claims;
             res->malformed_in += d->mqtt.n_malformed;
+            res->boots += d->n_boots;
+            boot_ns += d->boot_ns;
+            res->recovery_at_end += d->state == FDL_DEV_RECOVERY;
+            if (d->ota) {
+                fdl_ota_stats os;
+                fdl_ota_get_stats(d->ota, &os);
+                res->ota_jobs += os.jobs;
+                res->ota_rejected += os.rejected;
+                res->ota_failed += os.failed;
+                res->ota_written += os.written;
+                res->ota_confirmed += os.confirmed;
+                res->ota_reverted += os.reverted;
+            }
             if (d->revoked) {
                 if (!res->revoked_at_end++)
                     snprintf(res->revoked_example, sizeof res->revoked_example, "%s", d->id);
@@ -604,6 +740,8 @@ cleanup:
         }
         for (unsigned i = 0; i < fl.nw; i++)
             res->online_at_end += atomic_load(&fl.w[i].online);
+        if (res->boots)
+            res->boot_us_mean = (double)boot_ns / 1000.0 / (double)res->boots;
         res->hs_p50_us = fdl_hist_percentile(hs, 50);
         res->hs_p95_us = fdl_hist_percentile(hs, 95);
         res->hs_p99_us = fdl_hist_percentile(hs, 99);
@@ -629,6 +767,9 @@ cleanup:
     if (fl.devs)
         for (uint32_t i = 0; i < n; i++)
             fdl_device_cleanup(&fl.devs[i]);
+    if (fl.fws)
+        for (uint32_t i = 0; i < n; i++)
+            fdl_fw_free(fl.fws[i]);
     if (fl.ids) {
         if (cfg->finalize_se_at_end)
             fdl_se_module_shutdown(cfg->se);
@@ -638,6 +779,7 @@ cleanup:
     fdl_free(fl.w);
     fdl_free(fl.devs);
     fdl_free(fl.ids);
+    fdl_free(fl.fws);
     fdl_free(fl.usable);
     mbedtls_x509_crt_free(&fl.trust);
     return ret;

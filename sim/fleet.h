@@ -51,8 +51,29 @@ typedef struct fdl_fleet_dev_view {
 /* 0 and *out, or -1 when i is out of range. */
 int fdl_fleet_live_get(const fdl_fleet_live *l, uint32_t i, fdl_fleet_dev_view *out);
 
+/* One device's firmware as the workers last saw it (devices with a firmware model). */
+typedef struct fdl_fleet_fw_view {
+    uint32_t boots;
+    int recovery;              /* its last boot halted in recovery mode */
+    int trial;                 /* it runs a new image in trial (not confirmed yet) */
+    uint32_t app_version, app_counter;   /* the application its last boot ran (0 = none) */
+    uint8_t app_sha256[32];
+    uint32_t app_floor;        /* the application tier's anti-rollback floor after that boot */
+    uint32_t reverted;         /* boots that reverted a trial image */
+    uint32_t reports;          /* OTA reports it published */
+    char job[64];              /* its last report: job, seq, step, detail */
+    uint64_t seq;
+    char step[24];
+    char detail[160];
+    uint64_t last_report_ns;   /* fdl_now_ns() of that report, 0 = none */
+} fdl_fleet_fw_view;
+
+/* 0 and *out, or -1 when i is out of range. */
+int fdl_fleet_live_fw(const fdl_fleet_live *l, uint32_t i, fdl_fleet_fw_view *out);
+
 typedef struct fdl_fleet_live_totals {
     uint32_t devices, online, ever_online, revoked;
+    uint32_t recovery, trial;  /* firmware: halted in recovery mode; running an image in trial */
     uint64_t acked;
     int running;               /* 1 from the moment devices may connect until the run stops them */
 } fdl_fleet_live_totals;
@@ -87,6 +108,14 @@ typedef struct fdl_fleet_cfg {
     fdl_fleet_live *live;          /* borrowed; NULL = no live view */
     int verify_none;               /* the ablation "pinning off": devices do not verify the broker */
     fdl_device_params params;
+    /* Firmware (devices/firmware.h): what the factory puts on a device whose storage
+     * (<state>/devices/<id>/fw) does not exist yet (borrowed). NULL = devices without a
+     * firmware model: they do not boot, they only connect. */
+    const fdl_fw_factory *factory;
+    fdl_ota_params ota;            /* the devices' OTA agents: timeouts and trial window (simulated ms) */
+    /* The simulated clock (borrowed; NULL = the run makes its own from time_scale):
+     * shared with the cloud so that job documents are issued in the devices' time. */
+    const fdl_vclock *clock;
 } fdl_fleet_cfg;
 
 /* Fills defaults: telemetry every 5 s, backoff 1 s .. 60 s, keepalive 60 s, 4 threads max, ... */
@@ -112,6 +141,13 @@ typedef struct fdl_fleet_result {
     uint64_t prov_p50_us, prov_p95_us, prov_p99_us, prov_max_us;
     double prov_span_s;            /* first attempt of the first to first online of the last */
     uint32_t revoked_at_end;       /* devices in their revoked state (LED on) when the run ended */
+    /* Firmware: boots (all devices), devices halted in recovery at the end, the
+     * mean time of one fdl_fw_boot (µs), and what the OTA agents did (their stats
+     * summed). */
+    uint64_t boots;
+    uint32_t recovery_at_end;
+    double boot_us_mean;
+    uint64_t ota_jobs, ota_rejected, ota_failed, ota_written, ota_confirmed, ota_reverted;
     char revoked_example[64];
     double all_connected_s;        /* wall seconds until the last device first connected (0 if not all) */
     double load_s;                 /* wall seconds spent loading identities (token logins) */
