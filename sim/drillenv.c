@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cloud/enroll.h"
@@ -107,6 +108,10 @@ struct fdl_drillenv {
     fdl_broker *broker;
     fdl_prov *prov;
     fdl_prov_stats prov_stats;
+    fdl_fwenv *fw;
+    fdl_jobs *jobs;
+    fdl_artifacts *store;
+    fdl_vclock clock;
     int have_prov_stats;
     fdl_fleet_live *live;
     atomic_int stop;
@@ -199,6 +204,14 @@ static int start_cloud(fdl_drillenv *e, char *err, size_t errcap)
     }
     if (o->fresh_registry && o->provision == FDL_PROV_CLAIM)
         forget_claimed_certs(ctx, o->first, o->devices);
+    if (!o->no_firmware) {
+        /* Devices as they left the factory: a drill must not inherit the floors
+         * and slots another one left behind. */
+        if (o->fresh_registry && fdl_fwenv_factory_reset(&ctx->st, o->first, o->devices, err, errcap) != 0)
+            return -1;
+        if (fdl_fwenv_open(ctx, o->profile == FDL_PROFILE_SE, &e->fw, err, errcap) != 0)
+            return -1;
+    }
     /* Claim: the devices get their keys now and ask for their certificates themselves. */
     fdl_pki *issuer = o->provision == FDL_PROV_JITR ? ctx->factory : o->provision == FDL_PROV_CLAIM ? NULL : ctx->pki;
     uint32_t made = 0;
@@ -260,6 +273,31 @@ static int start_broker(fdl_drillenv *e, char *err, size_t errcap)
     return 0;
 }
 
+/* The artifact store and the job service, each with its own identity. */
+static int start_ota(fdl_drillenv *e, char *err, size_t errcap)
+{
+    fdl_ctx *ctx = e->ctx;
+    char cert[1200], key[1200], serr[512];
+    int verbose = getenv("FLEETDRILL_LOG") != NULL;
+    fdl_enroll_actor_paths(ctx->st.pki_dir, FDL_ACTOR_ARTIFACTS, cert, key, sizeof cert);
+    fdl_artifacts_cfg ac = {.host = fdl_broker_host(e->broker), .port = fdl_broker_port(e->broker), .cafile = e->root,
+                            .certfile = cert, .keyfile = key, .dir = fdl_fwenv_artifacts_dir(e->fw),
+                            .verbose = verbose};
+    if (fdl_artifacts_start(&ac, &e->store, serr, sizeof serr) != 0) {
+        snprintf(err, errcap, "artifact store: %s", serr);
+        return -1;
+    }
+    fdl_enroll_actor_paths(ctx->st.pki_dir, FDL_ACTOR_JOBS, cert, key, sizeof cert);
+    fdl_jobs_cfg jc = {.host = fdl_broker_host(e->broker), .port = fdl_broker_port(e->broker), .cafile = e->root,
+                       .certfile = cert, .keyfile = key, .registry_path = ctx->st.registry,
+                       .signer = fdl_fwenv_job_signer(e->fw), .clock = &e->clock, .verbose = verbose};
+    if (fdl_jobs_start(&jc, &e->jobs, serr, sizeof serr) != 0) {
+        snprintf(err, errcap, "job service: %s", serr);
+        return -1;
+    }
+    return 0;
+}
+
 static int start_prov(fdl_drillenv *e, char *err, size_t errcap)
 {
     fdl_ctx *ctx = e->ctx;
@@ -297,7 +335,9 @@ int fdl_drillenv_start(const fdl_drillenv_opts *o, fdl_drillenv **out, char *err
     if (rc != 0)
         goto fail;
     rc = -1;
-    if (start_broker(e, err, errcap) != 0 || start_prov(e, err, errcap) != 0)
+    fdl_vclock_init(&e->clock, o->fleet.time_scale, (uint64_t)time(NULL) * 1000u);
+    if (start_broker(e, err, errcap) != 0 || start_prov(e, err, errcap) != 0 ||
+        (e->fw && start_ota(e, err, errcap) != 0))
         goto fail;
     if (o->write_run_json && write_run_json(e) != 0)
         fprintf(stderr, "fleetdrill: warning: cannot write %s\n", e->ctx->st.run_json);
@@ -318,6 +358,8 @@ int fdl_drillenv_start(const fdl_drillenv_opts *o, fdl_drillenv **out, char *err
     fc->live = e->live;
     fc->verify_none = (o->without & FDL_SWITCH_PINNING) != 0;
     fc->distinct_sources = 1;
+    fc->clock = &e->clock;
+    fc->factory = e->fw ? fdl_fwenv_factory(e->fw) : NULL;
     e->t0_ns = fdl_now_ns();
     if (pthread_create(&e->th, NULL, fleet_main, e) != 0) {
         snprintf(err, errcap, "cannot start the fleet thread");
@@ -343,6 +385,26 @@ fdl_atk_target fdl_drillenv_target(const fdl_drillenv *e)
 const fdl_broker *fdl_drillenv_broker(const fdl_drillenv *e)
 {
     return e->broker;
+}
+
+fdl_jobs *fdl_drillenv_jobs(const fdl_drillenv *e)
+{
+    return e->jobs;
+}
+
+fdl_artifacts *fdl_drillenv_artifacts(const fdl_drillenv *e)
+{
+    return e->store;
+}
+
+fdl_fwenv *fdl_drillenv_fwenv(const fdl_drillenv *e)
+{
+    return e->fw;
+}
+
+const fdl_vclock *fdl_drillenv_clock(const fdl_drillenv *e)
+{
+    return &e->clock;
 }
 
 const fdl_fleet_live *fdl_drillenv_live(const fdl_drillenv *e)
@@ -392,6 +454,10 @@ static void stop_rest(fdl_drillenv *e)
     e->stopped = 1;
     if (e->o.write_run_json)
         unlink(e->ctx->st.run_json);
+    fdl_jobs_stop(e->jobs);
+    e->jobs = NULL;
+    fdl_artifacts_stop(e->store);
+    e->store = NULL;
     if (e->prov) {
         fdl_prov_get_stats(e->prov, &e->prov_stats);
         e->have_prov_stats = 1;
@@ -440,5 +506,6 @@ void fdl_drillenv_free(fdl_drillenv *e)
         stop_rest(e);
     fdl_broker_free(e->broker);
     fdl_fleet_live_free(e->live);
+    fdl_fwenv_free(e->fw);
     fdl_free(e);
 }

@@ -1,7 +1,10 @@
 /*
  * sim/drillenv.h — a whole fleet environment brought up and torn down as one
  * object: identities, registry, the broker with the fleetdrill plugin, the
- * provisioning service, and the fleet running on a background thread.
+ * provisioning service, the OTA services (artifact store and job service, with
+ * the firmware environment: signing keys and factory images, sim/fwenv.h), and
+ * the fleet running on a background thread, every device booting through its
+ * verified chain.
  *
  * `fleetdrill run` is one of these for a fixed duration; a scenario drill
  * (sim/scenario.h) is one of these that it attacks while it runs. Ablation
@@ -25,10 +28,13 @@
 #include <stdint.h>
 
 #include "attacks/attack.h"
+#include "cloud/artifacts.h"
+#include "cloud/jobs.h"
 #include "cloud/provisioning.h"
 #include "sim/cloudrun.h"
 #include "sim/context.h"
 #include "sim/fleet.h"
+#include "sim/fwenv.h"
 
 /* The defences a drill can turn off, one bit each (`--without NAME`). */
 typedef enum fdl_switch {
@@ -59,7 +65,10 @@ typedef struct fdl_drillenv_opts {
     uint16_t port;                /* broker port; 0 = a free one */
     const char *rules_path;       /* JITR/claim registration rules; NULL = cloud/registration.lua */
     unsigned without;             /* FDL_SWITCH_* bits: defences turned off */
-    int fresh_registry;           /* 1: start from an empty registry (each drill starts clean) */
+    int fresh_registry;           /* 1: start from an empty registry, and devices as they left the
+                                     factory (their firmware storage reset): each drill starts clean */
+    int no_firmware;              /* 1: devices without a firmware model and no OTA services (they
+                                     only connect) */
     int write_run_json;           /* 1: <state>/run.json names the live broker (for `fleetdrill revoke`) */
     int progress;                 /* 1: progress bars and set-up lines on stderr */
     fdl_fleet_cfg fleet;          /* fdl_fleet_cfg_defaults, then timing and duration; the
@@ -86,6 +95,13 @@ int fdl_drillenv_start(const fdl_drillenv_opts *o, fdl_drillenv **out, char *err
  * The strings are borrowed from e and valid until fdl_drillenv_free. */
 fdl_atk_target fdl_drillenv_target(const fdl_drillenv *e);
 const fdl_broker *fdl_drillenv_broker(const fdl_drillenv *e);
+/* The OTA side (NULL with no_firmware): the job service, the artifact store, the
+ * firmware environment, and the fleet's clock (valid until fdl_drillenv_free; the
+ * services until fdl_drillenv_stop). */
+fdl_jobs *fdl_drillenv_jobs(const fdl_drillenv *e);
+fdl_artifacts *fdl_drillenv_artifacts(const fdl_drillenv *e);
+fdl_fwenv *fdl_drillenv_fwenv(const fdl_drillenv *e);
+const fdl_vclock *fdl_drillenv_clock(const fdl_drillenv *e);
 /* The live view of the fleet (sim/fleet.h); valid until fdl_drillenv_free. */
 const fdl_fleet_live *fdl_drillenv_live(const fdl_drillenv *e);
 /* The options the environment was started with (a copy; the fleet part completed). */
@@ -105,8 +121,8 @@ int fdl_drillenv_running(const fdl_drillenv *e);
 /* Waits for the fleet thread to end by itself (run with a duration), then stops the rest. */
 void fdl_drillenv_join(fdl_drillenv *e);
 
-/* Stops the fleet (its own stop flag), the provisioning service and the broker, in
- * that order. Idempotent. */
+/* Stops the fleet (its own stop flag), the OTA and provisioning services and the
+ * broker, in that order. Idempotent. */
 void fdl_drillenv_stop(fdl_drillenv *e);
 
 /* After stop: the fleet's figures; returns the fleet run's status (0, or -1 with
