@@ -25,6 +25,10 @@ static const char *const stage_names[FDL_ATK_STAGE__COUNT] = {
     [FDL_ATK_STAGE_SUBSCRIBE] = "subscribe",
     [FDL_ATK_STAGE_DELIVERY] = "delivery",
     [FDL_ATK_STAGE_PAYLOAD] = "payload",
+    [FDL_ATK_STAGE_JOB] = "job-document",
+    [FDL_ATK_STAGE_IMAGE] = "image",
+    [FDL_ATK_STAGE_TRIAL] = "trial",
+    [FDL_ATK_STAGE_ROLLOUT] = "rollout-gate",
 };
 
 const char *fdl_atk_stage_name(int stage)

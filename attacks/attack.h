@@ -46,11 +46,17 @@ typedef enum fdl_atk_stage {
     FDL_ATK_STAGE_SUBSCRIBE,     /* SUBACK 0x80 */
     FDL_ATK_STAGE_DELIVERY,      /* subscribed, but nothing that was not ours arrived */
     FDL_ATK_STAGE_PAYLOAD,       /* the payload rules dropped the message */
+    /* OTA (attacks/ota.h): where the device, or the rollout, stopped it. */
+    FDL_ATK_STAGE_JOB,           /* "job-document": the device refused the job document */
+    FDL_ATK_STAGE_IMAGE,         /* "image": the device refused the image (header, blocks, hash) */
+    FDL_ATK_STAGE_TRIAL,         /* "trial": it ran in trial, never confirmed, and was reverted */
+    FDL_ATK_STAGE_ROLLOUT,       /* "rollout-gate": the job service halted the rollout */
     FDL_ATK_STAGE__COUNT
 } fdl_atk_stage;
 
 /* "none", "setup", "key-extraction", "tcp", "tls-handshake", "mqtt-connack", "publish",
- * "subscribe", "delivery", "payload"; never NULL. */
+ * "subscribe", "delivery", "payload", "job-document", "image", "trial", "rollout-gate";
+ * never NULL. */
 const char *fdl_atk_stage_name(int stage);
 
 #define FDL_ATK_EVIDENCE_MAX 3072

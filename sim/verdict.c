@@ -12,6 +12,12 @@ static const char *const k_kind_names[FDL_ATTACK__COUNT] = {
     [FDL_ATTACK_CROSS_SUBSCRIBE] = "cross-subscribe", [FDL_ATTACK_WILDCARD] = "wildcard-subscribe",
     [FDL_ATTACK_JUNK] = "junk-payload",             [FDL_ATTACK_POLICY_WIDEN] = "policy-widen",
     [FDL_ATTACK_REVOCATION] = "revocation",
+    [FDL_ATTACK_OTA_UNSIGNED] = "unsigned-image",   [FDL_ATTACK_OTA_WRONG_KEY] = "wrong-tier-key",
+    [FDL_ATTACK_OTA_ROLLBACK] = "rollback",         [FDL_ATTACK_OTA_TAMPERED] = "tampered-artifact",
+    [FDL_ATTACK_OTA_MALICIOUS] = "malicious-store", [FDL_ATTACK_JOB_REPLAY] = "job-replay",
+    [FDL_ATTACK_JOB_EXPIRED] = "job-expired",       [FDL_ATTACK_JOB_FOREIGN] = "mix-and-match",
+    [FDL_ATTACK_OTA_ENDLESS] = "endless-data",      [FDL_ATTACK_OTA_SLOW] = "slow-retrieval",
+    [FDL_ATTACK_OTA_NO_CONFIRM] = "never-confirms", [FDL_ATTACK_BAD_CANARY] = "bad-canary",
 };
 
 const char *fdl_attack_kind_name(fdl_attack_kind k)
@@ -47,7 +53,11 @@ fdl_layer fdl_verdict_stage_layer(int stage)
     case FDL_ATK_STAGE_PUBLISH:
     case FDL_ATK_STAGE_SUBSCRIBE:
     case FDL_ATK_STAGE_DELIVERY:
-    case FDL_ATK_STAGE_PAYLOAD: return FDL_LAYER_CLOUD;
+    case FDL_ATK_STAGE_PAYLOAD:
+    case FDL_ATK_STAGE_ROLLOUT: return FDL_LAYER_CLOUD;
+    case FDL_ATK_STAGE_JOB:
+    case FDL_ATK_STAGE_IMAGE:
+    case FDL_ATK_STAGE_TRIAL: return FDL_LAYER_FIRMWARE;
     default: return FDL_LAYER_NONE;
     }
 }
@@ -191,6 +201,69 @@ static void judge_revocation(fdl_verdicts *out, const fdl_observation *o)
             o->within_ms);
 }
 
+/*
+ * The firmware layer's account: what the device did with the job and the image.
+ * Its own reports say what it refused and why; its boot records say what ran.
+ * Anything that ran without passing its checks, or an attacker's image that runs
+ * now, is missed whatever the reports say.
+ */
+static void judge_ota(fdl_verdicts *out, const fdl_observation *o)
+{
+    const char *fin = o->ota_final ? o->ota_final : "";
+    const char *det = o->ota_detail && o->ota_detail[0] ? o->ota_detail : "no reason given";
+    if (o->ota_unverified_ran) {
+        add(out, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "a boot record shows an image that ran without passing its checks");
+        return;
+    }
+    if (o->ota_bad_runs || !strcmp(fin, "confirmed")) {
+        add(out, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "the device runs the attacker's image%s%s",
+            o->ota_bad_runs ? " (its last boot record)" : " (it confirmed it)", "");
+        return;
+    }
+    if (o->ota_delivery_denied && !fin[0]) {
+        add(out, FDL_OUTCOME_BLOCKED, FDL_LAYER_CLOUD,
+            "the broker's policy refused the delivery: the device never saw the document");
+        return;
+    }
+    if ((!strcmp(fin, "rejected") || !strcmp(fin, "failed")) && !o->ota_bad_ran) {
+        add(out, FDL_OUTCOME_BLOCKED, FDL_LAYER_FIRMWARE, "the device %s it%s: %s", fin,
+            o->ota_wrote ? " after writing it" : ", nothing of it ever ran", det);
+        return;
+    }
+    if (o->ota_bad_ran && o->ota_reverted) {
+        add(out, FDL_OUTCOME_CONTAINED, FDL_LAYER_FIRMWARE,
+            "it ran in trial, never confirmed, and the bootloader reverted to the previous image: %s", det);
+        return;
+    }
+    if (!fin[0])
+        add(out, FDL_OUTCOME_ERROR, FDL_LAYER_NONE,
+            "no verdict: inconclusive, the device reported nothing on the job and its boot records show no change");
+    else
+        add(out, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "nothing refused it: the device's last word is \"%s\" (%s)", fin,
+            det);
+}
+
+/* The rollout's account: did the halt gate keep a bad image to the canary? */
+static void judge_rollout(fdl_verdicts *out, const fdl_observation *o)
+{
+    if (o->ota_unverified_ran) {
+        add(out, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "a boot record shows an image that ran without passing its checks");
+        return;
+    }
+    if (o->rollout_halted && o->rollout_untouched > 0)
+        add(out, FDL_OUTCOME_CONTAINED, FDL_LAYER_CLOUD,
+            "the rollout halted at stage %u: %u of %u devices never notified: %s", o->rollout_stage,
+            o->rollout_untouched, o->rollout_targets, o->rollout_reason ? o->rollout_reason : "");
+    if ((o->rollout_halted || o->rollout_completed) && o->rollout_bad_running == 0)
+        add(out, FDL_OUTCOME_CONTAINED, FDL_LAYER_FIRMWARE,
+            "no device runs the bad image: every one that got it reverted to its previous image");
+    if (out->n == 0 && !o->rollout_halted && !o->rollout_completed)
+        add(out, FDL_OUTCOME_ERROR, FDL_LAYER_NONE, "no verdict: inconclusive, the rollout did not end in time");
+    if (out->n == 0)
+        add(out, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "the rollout went on: %u device(s) run the bad image",
+            o->rollout_bad_running);
+}
+
 void fdl_verdict_judge(const fdl_observation *o, fdl_verdicts *out)
 {
     memset(out, 0, sizeof *out);
@@ -240,6 +313,22 @@ void fdl_verdict_judge(const fdl_observation *o, fdl_verdicts *out)
         break;
     case FDL_ATTACK_REVOCATION:
         judge_revocation(out, o);
+        break;
+    case FDL_ATTACK_OTA_UNSIGNED:
+    case FDL_ATTACK_OTA_WRONG_KEY:
+    case FDL_ATTACK_OTA_ROLLBACK:
+    case FDL_ATTACK_OTA_TAMPERED:
+    case FDL_ATTACK_OTA_MALICIOUS:
+    case FDL_ATTACK_JOB_REPLAY:
+    case FDL_ATTACK_JOB_EXPIRED:
+    case FDL_ATTACK_JOB_FOREIGN:
+    case FDL_ATTACK_OTA_ENDLESS:
+    case FDL_ATTACK_OTA_SLOW:
+    case FDL_ATTACK_OTA_NO_CONFIRM:
+        judge_ota(out, o);
+        break;
+    case FDL_ATTACK_BAD_CANARY:
+        judge_rollout(out, o);
         break;
     default:
         add(out, FDL_OUTCOME_ERROR, FDL_LAYER_NONE, "unknown attack kind %d", (int)o->kind);

@@ -37,6 +37,20 @@ typedef enum fdl_attack_kind {
     FDL_ATTACK_JUNK,              /* "junk-payload": malformed, mistyped and oversized payloads */
     FDL_ATTACK_POLICY_WIDEN,      /* "policy-widen": the device policy widened to a wildcard at run time */
     FDL_ATTACK_REVOCATION,        /* "revocation": a compromised device, revoked under load */
+    /* OTA and the firmware layer (attacks/ota.h): an image or a job document the
+     * device must refuse, a store that misbehaves, a rollout that must halt. */
+    FDL_ATTACK_OTA_UNSIGNED,      /* "unsigned-image" */
+    FDL_ATTACK_OTA_WRONG_KEY,     /* "wrong-tier-key": signed with another tier's key */
+    FDL_ATTACK_OTA_ROLLBACK,      /* "rollback": an old, validly signed image below the floor */
+    FDL_ATTACK_OTA_TAMPERED,      /* "tampered-artifact": the stored image changed after the job was signed */
+    FDL_ATTACK_OTA_MALICIOUS,     /* "malicious-store": the store serves another, well-formed image */
+    FDL_ATTACK_JOB_REPLAY,        /* "job-replay": a document the device already acted on, again */
+    FDL_ATTACK_JOB_EXPIRED,       /* "job-expired": a genuine document delivered after its expiry */
+    FDL_ATTACK_JOB_FOREIGN,       /* "mix-and-match": a document for another device or hardware revision */
+    FDL_ATTACK_OTA_ENDLESS,       /* "endless-data": more bytes than the declared size */
+    FDL_ATTACK_OTA_SLOW,          /* "slow-retrieval": blocks served slower than the device waits */
+    FDL_ATTACK_OTA_NO_CONFIRM,    /* "never-confirms": a signed image that never phones home */
+    FDL_ATTACK_BAD_CANARY,        /* "bad-canary": a rollout whose canary stage fails */
     FDL_ATTACK__COUNT
 } fdl_attack_kind;
 
@@ -80,6 +94,24 @@ typedef struct fdl_observation {
     bool denied_after;              /* ... and the broker denied its requests (deny-all policy) */
     bool revoked_led;               /* the device ended in its revoked state */
     uint32_t others_lost;           /* other devices that went offline meanwhile (collateral) */
+    /* OTA: what the targeted device did (its reports on .../status, its boot records). */
+    bool ota;                       /* an OTA attack: the fields below are filled */
+    bool ota_delivery_denied;       /* the broker refused the attacker's delivery (policy) */
+    const char *ota_final;          /* the device's last report on the job ("rejected", "failed",
+                                       "reverted", "confirmed", ...), NULL if it said nothing */
+    const char *ota_detail;         /* the reason it gave */
+    bool ota_wrote;                 /* it reported the image written (slot marked for a trial boot) */
+    bool ota_bad_ran;               /* a boot record shows the attacker's image ran */
+    bool ota_bad_runs;              /* ... and it is what runs now */
+    bool ota_reverted;              /* a boot record shows its trial reverted */
+    bool ota_unverified_ran;        /* a boot record shows an image run without passing its checks */
+    /* Rollout (bad canary): the job service's account and the fleet's. */
+    bool rollout;
+    bool rollout_halted, rollout_completed;
+    unsigned rollout_stage;         /* the stage it stopped at (1 = the canary) */
+    uint32_t rollout_targets, rollout_untouched; /* never notified */
+    uint32_t rollout_bad_running;   /* devices running the bad image at the end */
+    const char *rollout_reason;
 } fdl_observation;
 
 /* Fills *out from obs (see the file comment). */

@@ -342,6 +342,72 @@ static void verdicts_no_verdict_without_a_working_observation(void **state)
     expect_v(&v, 0, FDL_OUTCOME_ERROR, FDL_LAYER_NONE, NULL);
 }
 
+
+static void verdicts_firmware_and_rollout(void **state)
+{
+    (void)state;
+    fdl_verdicts v;
+    fdl_atk_result r = res(0, FDL_ATK_STAGE_IMAGE, "device dev-000002: rejected: signer not trusted for this tier");
+    fdl_observation o = {.kind = FDL_ATTACK_OTA_UNSIGNED, .attack = &r, .ota = true, .ota_final = "failed",
+                         .ota_detail = "verified: no trusted key with this key id for this tier"};
+    judge(&o, &v);
+    assert_int_equal(v.n, 1);
+    expect_v(&v, 0, FDL_OUTCOME_BLOCKED, FDL_LAYER_FIRMWARE, "no trusted key with this key id");
+    /* The same reports, but a boot record shows the image running: missed, whatever it said. */
+    o.ota_bad_ran = o.ota_bad_runs = true;
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "runs the attacker's image");
+    /* Any image run without its checks is a miss. */
+    o.ota_bad_ran = o.ota_bad_runs = false;
+    o.ota_unverified_ran = true;
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "without passing its checks");
+    /* Ran in trial, never confirmed, reverted: contained by the firmware. */
+    r = res(0, FDL_ATK_STAGE_TRIAL, "device dev-000002: reverted");
+    o = (fdl_observation){.kind = FDL_ATTACK_OTA_NO_CONFIRM, .attack = &r, .ota = true, .ota_final = "reverted",
+                          .ota_wrote = true, .ota_bad_ran = true, .ota_reverted = true,
+                          .ota_detail = "trial not confirmed by its deadline"};
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_CONTAINED, FDL_LAYER_FIRMWARE, "reverted");
+    o.ota_final = "confirmed";
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "confirmed it");
+    /* The broker refused the delivery: the cloud caught it, the device saw nothing. */
+    r = res(0, FDL_ATK_STAGE_PUBLISH, "broker: fleetdrill: denied svc-artifacts publish to $fleet/jobs/dev-000002/notify");
+    o = (fdl_observation){.kind = FDL_ATTACK_JOB_REPLAY, .attack = &r, .ota = true, .ota_delivery_denied = true};
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_BLOCKED, FDL_LAYER_CLOUD, "policy refused the delivery");
+    /* No report and nothing changed: no verdict either way. */
+    o = (fdl_observation){.kind = FDL_ATTACK_JOB_EXPIRED, .attack = &r, .ota = true};
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_ERROR, FDL_LAYER_NONE, "inconclusive");
+    /* Still downloading at the end: nothing refused it. */
+    o = (fdl_observation){.kind = FDL_ATTACK_OTA_SLOW, .attack = &r, .ota = true, .ota_final = "downloading"};
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "downloading");
+
+    /* A bad canary: the gate halts (cloud), the canaries reverted (firmware). */
+    r = res(0, FDL_ATK_STAGE_ROLLOUT, "job service: halted");
+    o = (fdl_observation){.kind = FDL_ATTACK_BAD_CANARY, .attack = &r, .rollout = true, .rollout_halted = true,
+                          .rollout_stage = 1, .rollout_targets = 20, .rollout_untouched = 18,
+                          .rollout_reason = "stage 1 of 3: 2 failed"};
+    judge(&o, &v);
+    assert_int_equal(v.n, 2);
+    expect_v(&v, 0, FDL_OUTCOME_CONTAINED, FDL_LAYER_CLOUD, "18 of 20 devices never notified");
+    expect_v(&v, 1, FDL_OUTCOME_CONTAINED, FDL_LAYER_FIRMWARE, "no device runs the bad image");
+    o.rollout_halted = false;
+    o.rollout_completed = true;
+    o.rollout_untouched = 0;
+    o.rollout_bad_running = 20;
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_MISSED, FDL_LAYER_NONE, "20 device(s) run the bad image");
+    o.rollout_completed = false;
+    judge(&o, &v);
+    expect_v(&v, 0, FDL_OUTCOME_ERROR, FDL_LAYER_NONE, "did not end");
+    assert_int_equal(fdl_verdict_stage_layer(FDL_ATK_STAGE_IMAGE), FDL_LAYER_FIRMWARE);
+    assert_int_equal(fdl_verdict_stage_layer(FDL_ATK_STAGE_ROLLOUT), FDL_LAYER_CLOUD);
+}
+
 static void attack_names(void **state)
 {
     (void)state;
@@ -383,6 +449,7 @@ int main(void)
         cmocka_unit_test(verdicts_cloud_policy_and_payload),
         cmocka_unit_test(verdicts_revocation),
         cmocka_unit_test(verdicts_no_verdict_without_a_working_observation),
+        cmocka_unit_test(verdicts_firmware_and_rollout),
         cmocka_unit_test(attack_names),
         cmocka_unit_test(allocations_balance),
     };
