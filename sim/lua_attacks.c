@@ -18,8 +18,10 @@
 #include "attacks/abuse.h"
 #include "attacks/credentials.h"
 #include "attacks/downgrade.h"
+#include "attacks/ota.h"
 #include "attacks/policy_widen.h"
 #include "attacks/rogue.h"
+#include "cloud/fwsign.h"
 #include "cloud/registry.h"
 #include "sim/alloc.h"
 #include "sim/luabox.h"
@@ -54,6 +56,12 @@ typedef struct lattack {
     double disconnect_ms;
     uint32_t others_lost;
     char check_failed[256];    /* a condition of the drill that failed beside the verdict */
+    /* OTA attacks (attacks/ota.h) */
+    unsigned key_role, canary;
+    uint32_t hw;
+    double max_failure, wait_s;
+    char behaviour[16];
+    fdl_atk_ota_obs ota;
     fdl_verdicts verdicts;
 } lattack;
 
@@ -91,6 +99,10 @@ static const char *const k_keys_wild[] = {"attacker", "window", "name", NULL};
 static const char *const k_keys_junk[] = {"attacker", "name", NULL};
 static const char *const k_keys_widen[] = {"attacker", "policy", "window", "name", NULL};
 static const char *const k_keys_revoke[] = {"device", "within", "settle", "name", NULL};
+static const char *const k_keys_ota[] = {"device", "wait", "name", NULL};
+static const char *const k_keys_wrong_key[] = {"device", "key_tier", "wait", "name", NULL};
+static const char *const k_keys_foreign[] = {"device", "from", "hw", "wait", "name", NULL};
+static const char *const k_keys_canary[] = {"canary", "behaviour", "max_failure", "wait", "name", NULL};
 
 static const kind_spec k_specs[FDL_ATTACK__COUNT] = {
     [FDL_ATTACK_STOLEN_CERT] = {"stolen_cert", {"victim", NULL}, {1, 0}, k_keys_victim},
@@ -104,7 +116,39 @@ static const kind_spec k_specs[FDL_ATTACK__COUNT] = {
     [FDL_ATTACK_JUNK] = {"junk_payload", {"attacker", NULL}, {1, 0}, k_keys_junk},
     [FDL_ATTACK_POLICY_WIDEN] = {"policy_widen", {"attacker", NULL}, {1, 0}, k_keys_widen},
     [FDL_ATTACK_REVOCATION] = {"revocation", {"device", NULL}, {1, 0}, k_keys_revoke},
+    [FDL_ATTACK_OTA_UNSIGNED] = {"unsigned_image", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_OTA_WRONG_KEY] = {"wrong_tier_key", {"device", NULL}, {1, 0}, k_keys_wrong_key},
+    [FDL_ATTACK_OTA_ROLLBACK] = {"rollback", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_OTA_TAMPERED] = {"tampered_artifact", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_OTA_MALICIOUS] = {"malicious_store", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_JOB_REPLAY] = {"job_replay", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_JOB_EXPIRED] = {"job_expired", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_JOB_FOREIGN] = {"mix_and_match", {"device", "from"}, {1, 0}, k_keys_foreign},
+    [FDL_ATTACK_OTA_ENDLESS] = {"endless_data", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_OTA_SLOW] = {"slow_retrieval", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_OTA_NO_CONFIRM] = {"never_confirms", {"device", NULL}, {1, 0}, k_keys_ota},
+    [FDL_ATTACK_BAD_CANARY] = {"bad_canary", {NULL, NULL}, {0, 0}, k_keys_canary},
 };
+
+/* The attack tooling's kind of an OTA attack; -1 for the others. */
+static int ota_kind(fdl_attack_kind k)
+{
+    switch (k) {
+    case FDL_ATTACK_OTA_UNSIGNED: return FDL_ATK_OTA_UNSIGNED;
+    case FDL_ATTACK_OTA_WRONG_KEY: return FDL_ATK_OTA_WRONG_KEY;
+    case FDL_ATTACK_OTA_ROLLBACK: return FDL_ATK_OTA_ROLLBACK;
+    case FDL_ATTACK_OTA_TAMPERED: return FDL_ATK_OTA_TAMPERED;
+    case FDL_ATTACK_OTA_MALICIOUS: return FDL_ATK_OTA_MALICIOUS;
+    case FDL_ATTACK_JOB_REPLAY: return FDL_ATK_OTA_REPLAY;
+    case FDL_ATTACK_JOB_EXPIRED: return FDL_ATK_OTA_EXPIRED;
+    case FDL_ATTACK_JOB_FOREIGN: return FDL_ATK_OTA_FOREIGN;
+    case FDL_ATTACK_OTA_ENDLESS: return FDL_ATK_OTA_ENDLESS;
+    case FDL_ATTACK_OTA_SLOW: return FDL_ATK_OTA_SLOW;
+    case FDL_ATTACK_OTA_NO_CONFIRM: return FDL_ATK_OTA_NO_CONFIRM;
+    case FDL_ATTACK_BAD_CANARY: return FDL_ATK_OTA_BAD_CANARY;
+    default: return -1;
+    }
+}
 
 static int make_attack(lua_State *L, fdl_attack_kind kind, int tidx)
 {
@@ -148,6 +192,26 @@ static int make_attack(lua_State *L, fdl_attack_kind kind, int tidx)
         a->dev[0] = 0;   /* a genuine identity, so that only the protocol version differs */
     if ((kind == FDL_ATTACK_CROSS_PUBLISH || kind == FDL_ATTACK_CROSS_SUBSCRIBE) && a->dev[0] == a->dev[1])
         fdl_luabox_error(L, "%s: attacker and victim must be different devices", what);
+    if (ota_kind(kind) >= 0) {
+        const char *kt = drill_opt_string(L, tidx, "key_tier", "modules");
+        a->key_role = fdl_fwsign_role_parse(kt);
+        if (!a->key_role || a->key_role == FDL_FWSIGN_ROLE_JOBS)
+            fdl_luabox_error(L, "%s: key_tier is root, kernel, application, modules or config, not \"%s\"", what, kt);
+        a->hw = (uint32_t)drill_opt_number(L, tidx, "hw", 0, 0, 255);
+        a->canary = (unsigned)drill_opt_number(L, tidx, "canary", 10, 1, 49);
+        a->max_failure = drill_opt_number(L, tidx, "max_failure", 0.1, 0, 1);
+        a->wait_s = drill_opt_number(L, tidx, "wait", 0, 0, 600);
+        const char *b = drill_opt_string(L, tidx, "behaviour", "crash");
+        if (strcmp(b, "crash") && strcmp(b, "no-confirm"))
+            fdl_luabox_error(L, "%s: behaviour is \"crash\" or \"no-confirm\", not \"%s\"", what, b);
+        snprintf(a->behaviour, sizeof a->behaviour, "%s", b);
+        if (kind == FDL_ATTACK_JOB_FOREIGN && a->dev[1] < 0 && !a->hw && d->devices > 1)
+            a->dev[1] = (a->dev[0] + 1) % d->devices;   /* a document for the neighbour */
+        if (kind == FDL_ATTACK_JOB_FOREIGN && a->dev[1] == a->dev[0])
+            fdl_luabox_error(L, "%s: 'from' must be another device", what);
+        if (kind == FDL_ATTACK_JOB_FOREIGN && a->dev[1] < 0 && !a->hw)
+            fdl_luabox_error(L, "%s: 'from' (another device) or 'hw' (another hardware revision) is required", what);
+    }
     a->window_ms = (uint32_t)(drill_opt_number(L, tidx, "window", 1.0, 0.1, FDL_ATK_WINDOW_MAX_MS / 1000.0) * 1000.0);
     a->within_ms = drill_opt_number(L, tidx, "within", 1000, 1, 60000);
     a->settle_s = drill_opt_number(L, tidx, "settle", 10, 0.5, 120);
@@ -423,6 +487,21 @@ cleanup:
     fdl_free(conns);
 }
 
+static void run_ota(drill *d, lattack *a, const fdl_atk_target *t)
+{
+    const fdl_drillenv_opts *eo = fdl_drillenv_opts_of(d->env);
+    fdl_atk_ota_env env = {.t = t, .jobs = fdl_drillenv_jobs(d->env), .store = fdl_drillenv_artifacts(d->env),
+                           .fw = fdl_drillenv_fwenv(d->env), .live = fdl_drillenv_live(d->env),
+                           .clock = fdl_drillenv_clock(d->env), .ota = eo->fleet.ota, .first = d->first,
+                           .devices = d->devices};
+    fdl_atk_ota_cfg c = {.kind = (fdl_atk_ota_kind)ota_kind(a->kind), .victim = a->dev[0] >= 0 ? (uint32_t)a->dev[0] : 0,
+                         .from = (int32_t)a->dev[1], .hw = a->hw, .key_role = a->key_role, .behaviour = a->behaviour,
+                         .canary = a->canary, .max_failure = a->max_failure, .wait_s = (unsigned)a->wait_s};
+    if (a->kind == FDL_ATTACK_JOB_FOREIGN && a->hw)
+        c.from = -1;
+    fdl_atk_ota_run(&env, &c, &a->res, &a->ota);
+}
+
 static void judge(drill *d, lattack *a)
 {
     fdl_observation o = {.kind = a->kind, .attack = &a->res, .n_probes = a->n_probes,
@@ -432,6 +511,26 @@ static void judge(drill *d, lattack *a)
                          .disconnect_ms = a->disconnect_ms, .within_ms = a->within_ms, .reconnected = a->reconnected,
                          .denied_after = a->denied_after, .revoked_led = a->revoked_led,
                          .others_lost = a->others_lost};
+    if (ota_kind(a->kind) >= 0) {
+        const fdl_atk_ota_obs *ob = &a->ota;
+        o.ota = true;
+        o.ota_delivery_denied = ob->delivery_denied;
+        o.ota_final = ob->final_step[0] ? ob->final_step : NULL;
+        o.ota_detail = ob->detail;
+        o.ota_wrote = ob->wrote;
+        o.ota_bad_ran = ob->bad_ran;
+        o.ota_bad_runs = ob->bad_runs;
+        o.ota_reverted = ob->reverted;
+        o.ota_unverified_ran = ob->unverified;
+        o.rollout = ob->rollout;
+        o.rollout_halted = ob->job.state == FDL_JOB_HALTED;
+        o.rollout_completed = ob->job.state == FDL_JOB_COMPLETED;
+        o.rollout_stage = ob->job.stage;
+        o.rollout_targets = ob->job.targets;
+        o.rollout_untouched = ob->untouched;
+        o.rollout_bad_running = ob->bad_running;
+        o.rollout_reason = ob->job.reason;
+    }
     for (size_t i = 0; i < a->n_probes; i++)
         o.probes[i] = &a->probe[i];
     fdl_verdict_judge(&o, &a->verdicts);
@@ -482,7 +581,17 @@ static void run_attack(lua_State *L, drill *d, lattack *a)
     case FDL_ATTACK_JUNK: fdl_atk_junk_payloads(&t, id0, &a->res); break;
     case FDL_ATTACK_POLICY_WIDEN: run_policy_widen(d, a, &t, id0); break;
     case FDL_ATTACK_REVOCATION: run_revocation(d, a, &t, id0); break;
-    default: break;
+    default:
+        if (ota_kind(a->kind) >= 0) {
+            if (!fdl_drillenv_jobs(d->env)) {
+                fdl_atk_result_begin(&a->res);
+                fdl_atk_note(&a->res, "setup: this fleet has no firmware model and no OTA services");
+                fdl_atk_result_end(&a->res, 0, FDL_ATK_STAGE_SETUP);
+            } else {
+                run_ota(d, a, &t);
+            }
+        }
+        break;
     }
     judge(d, a);
 }

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "cloud/audit.h"
+#include "sim/bootaudit.h"
 #include "sim/luabox.h"
+#include "sim/rollout.h"
 #include "sim/metrics.h"
 #include "sim/scenario_int.h"
 
@@ -68,8 +70,8 @@ static int l_fleet(lua_State *L)
 {
     drill *d = drill_of(L);
     luaL_checktype(L, 1, LUA_TTABLE);
-    static const char *const keys[] = {"devices", "profile", "provisioning", "time_scale", "telemetry_interval",
-                                       "online_timeout", NULL};
+    static const char *const keys[] = {"devices",        "profile", "provisioning", "time_scale", "telemetry_interval",
+                                       "online_timeout", "trial",   "block_timeout", NULL};
     drill_check_keys(L, 1, "fleet", keys);
     if (d->env)
         fdl_luabox_error(L, "a scenario has one fleet (fleet{} was already called)");
@@ -79,6 +81,8 @@ static int l_fleet(lua_State *L)
     double scale = drill_opt_number(L, 1, "time_scale", 1, 1, 1000);
     double tele = drill_opt_number(L, 1, "telemetry_interval", 5, 0.01, 86400);
     double timeout = drill_opt_number(L, 1, "online_timeout", FDL_SCENARIO_ONLINE_TIMEOUT_S, 1, 3600);
+    double trial = drill_opt_number(L, 1, "trial", 600, 1, 86400);
+    double block_timeout = drill_opt_number(L, 1, "block_timeout", 30, 0.1, 3600);
     fdl_profile p;
     fdl_prov_mode m;
     if (fdl_profile_parse(prof, &p) != 0)
@@ -102,6 +106,8 @@ static int l_fleet(lua_State *L)
     eo.progress = d->o->verbose;
     eo.fleet.time_scale = scale;
     eo.fleet.params.telemetry_interval_ms = (uint64_t)(tele * 1000.0);
+    eo.fleet.ota.trial_ms = (uint64_t)(trial * 1000.0);
+    eo.fleet.ota.block_timeout_ms = (uint64_t)(block_timeout * 1000.0);
     /* Revocation drills measure how fast a device gives up: its "revoked" state
      * comes after 3 refusals spaced by the backoff, in simulated time. */
     char err[1024];
@@ -275,6 +281,119 @@ static int f_audit(lua_State *L)
     return 1;
 }
 
+/* f:update{version, counter, behaviour, devices, stages, max_failure, wait} -> the rollout's outcome.
+ * A genuine release: the image is signed with its tier's key and rolled out in stages;
+ * returns once the job ends (or `wait` real seconds pass). */
+static int f_update(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    else
+        lua_newtable(L);
+    static const char *const keys[] = {"version", "counter", "behaviour", "devices", "stages", "max_failure", "wait",
+                                       NULL};
+    drill_check_keys(L, 2, "update", keys);
+    if (!fdl_drillenv_jobs(d->env))
+        fdl_luabox_error(L, "update: this fleet has no OTA services");
+    fdl_rollout_opts o;
+    fdl_rollout_opts_init(&o);
+    const char *ver = drill_opt_string(L, 2, "version", "1.1.0");
+    if (fdl_fw_version_parse(ver, &o.version) != 0)
+        fdl_luabox_error(L, "update: version \"%s\" is not M.m.p", ver);
+    o.counter = (uint32_t)drill_opt_number(L, 2, "counter", 2, 0, 4095);
+    const char *b = drill_opt_string(L, 2, "behaviour", "ok");
+    if (strcmp(b, "ok") && strcmp(b, "no-confirm") && strcmp(b, "crash"))
+        fdl_luabox_error(L, "update: behaviour is \"ok\", \"no-confirm\" or \"crash\"");
+    o.behaviour = b;
+    o.max_failure = drill_opt_number(L, 2, "max_failure", 0.1, 0, 1);
+    o.max_failure_set = 1;
+    double wait = drill_opt_number(L, 2, "wait", 60, 1, FDL_SCENARIO_WAIT_MAX_S);
+    uint32_t idx[256];
+    lua_getfield(L, 2, "devices");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_Integer n = luaL_len(L, -1);
+        if (n < 1 || n > 256)
+            fdl_luabox_error(L, "update: devices is a list of 1 to 256 devices");
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -1, i);
+            idx[i - 1] = drill_check_device(L, d, -1);
+            lua_pop(L, 1);
+        }
+        o.devices = idx;
+        o.n_devices = (size_t)n;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "stages");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_Integer n = luaL_len(L, -1);
+        if (n < 1 || n > FDL_JOBS_STAGES_MAX)
+            fdl_luabox_error(L, "update: stages is a list of 1 to %d percentages", FDL_JOBS_STAGES_MAX);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -1, i);
+            o.stages[i - 1] = (unsigned)luaL_checkinteger(L, -1);
+            lua_pop(L, 1);
+        }
+        o.n_stages = (size_t)n;
+        uint32_t sz[FDL_JOBS_STAGES_MAX];
+        if (fdl_jobs_stage_sizes(100, o.stages, o.n_stages, sz) != 0)
+            fdl_luabox_error(L, "update: stages are increasing percentages ending at 100");
+    } else {
+        o.stages[0] = 100;
+        o.n_stages = 1;
+    }
+    lua_pop(L, 1);
+    o.stage_timeout_ms = (uint64_t)(wait * 1000.0);
+    fdl_rollout_release rel;
+    char err[512];
+    if (fdl_rollout_start(d->env, &o, &rel, err, sizeof err) != 0)
+        fdl_luabox_error(L, "update: %s", err);
+    fdl_job_info ji;
+    int w = 1;
+    for (unsigned k = 0; w == 1 && k < (unsigned)(wait * 5) + 1; k++) {
+        w = fdl_jobs_wait(fdl_drillenv_jobs(d->env), rel.job, 200, &ji);
+        drill_check_interrupt(L);
+    }
+    drill_sleep(0.3);   /* the devices' last reports and boots */
+    fdl_jobs_info(fdl_drillenv_jobs(d->env), rel.job, &ji);
+    lua_createtable(L, 0, 12);
+    drill_set_str(L, "job", rel.job);
+    drill_set_str(L, "state", fdl_job_state_name(ji.state));
+    drill_set_int(L, "stage", ji.stage);
+    drill_set_int(L, "targets", ji.targets);
+    drill_set_int(L, "confirmed", ji.confirmed);
+    drill_set_int(L, "rejected", ji.rejected);
+    drill_set_int(L, "failed", ji.failed);
+    drill_set_int(L, "reverted", ji.reverted);
+    drill_set_int(L, "pending", ji.pending);
+    drill_set_str(L, "reason", ji.reason);
+    drill_set_num(L, "elapsed", ji.elapsed_s);
+    return 1;
+}
+
+/* f:boot_audit() -> {devices, boots, images_ran, violations, first_violation}: every image
+ * the devices' boot records say ran, re-verified by the harness (sim/bootaudit.h). */
+static int f_boot_audit(lua_State *L)
+{
+    drill *d = check_fleet(L);
+    if (!fdl_drillenv_fwenv(d->env))
+        fdl_luabox_error(L, "boot_audit: this fleet has no firmware model");
+    fdl_bootaudit ba;
+    char err[256];
+    if (fdl_bootaudit_run(&d->o->ctx->st, fdl_drillenv_fwenv(d->env), d->first, d->devices, &ba, err, sizeof err) != 0)
+        fdl_luabox_error(L, "boot_audit: %s", err);
+    lua_createtable(L, 0, 6);
+    drill_set_int(L, "devices", ba.devices);
+    drill_set_int(L, "boots", (lua_Integer)ba.boots);
+    drill_set_int(L, "images_ran", (lua_Integer)ba.images_ran);
+    drill_set_int(L, "reverted", (lua_Integer)ba.reverted_boots);
+    drill_set_int(L, "violations", (lua_Integer)ba.violations);
+    drill_set_str(L, "first_violation", ba.first_violation);
+    return 1;
+}
+
 static int f_tostring(lua_State *L)
 {
     lfleet *f = luaL_checkudata(L, 1, FDL_LUA_FLEET);
@@ -326,6 +445,29 @@ static int d_state(lua_State *L)
     return 1;
 }
 
+/* d:firmware() -> {version, counter, floor, boots, trial, recovery, reverted, job, step, detail} */
+static int d_firmware(lua_State *L)
+{
+    drill *d = drill_of(L);
+    uint32_t i = drill_check_device(L, d, 1);
+    fdl_fleet_fw_view v;
+    memset(&v, 0, sizeof v);
+    fdl_fleet_live_fw(fdl_drillenv_live(d->env), i, &v);
+    char ver[16];
+    lua_createtable(L, 0, 10);
+    drill_set_str(L, "version", v.app_version ? fdl_fw_version_str(v.app_version, ver, sizeof ver) : "");
+    drill_set_int(L, "counter", v.app_counter);
+    drill_set_int(L, "floor", v.app_floor);
+    drill_set_int(L, "boots", v.boots);
+    drill_set_bool(L, "trial", v.trial);
+    drill_set_bool(L, "recovery", v.recovery);
+    drill_set_int(L, "reverted", v.reverted);
+    drill_set_str(L, "job", v.job);
+    drill_set_str(L, "step", v.step);
+    drill_set_str(L, "detail", v.detail);
+    return 1;
+}
+
 static int d_index(lua_State *L)
 {
     const char *k = luaL_checkstring(L, 2);
@@ -344,7 +486,8 @@ static int d_index(lua_State *L)
         lua_getfield(L, -1, "methods");
         lua_getfield(L, -1, k);
         if (lua_isnil(L, -1))
-            fdl_luabox_error(L, "a device has no field '%s' (id, index, profile, online(), revoked(), state())", k);
+            fdl_luabox_error(L, "a device has no field '%s' (id, index, profile, online(), revoked(), state(), "
+                                "firmware())", k);
     }
     return 1;
 }
@@ -376,9 +519,10 @@ void drill_open_fleet(lua_State *L)
         {"device", f_device},   {"devices", f_devices},         {"size", f_size},
         {"stats", f_stats},     {"online", f_online},           {"wait", f_wait},
         {"wait_virtual", f_wait_virtual}, {"wait_online", f_wait_online}, {"revoke", f_revoke},
-        {"audit", f_audit},     {NULL, NULL}};
+        {"audit", f_audit},     {"update", f_update},           {"boot_audit", f_boot_audit},
+        {NULL, NULL}};
     static const luaL_Reg device_methods[] = {
-        {"online", d_online}, {"revoked", d_revoked}, {"state", d_state}, {NULL, NULL}};
+        {"online", d_online}, {"revoked", d_revoked}, {"state", d_state}, {"firmware", d_firmware}, {NULL, NULL}};
     static const luaL_Reg fleet_meta[] = {{"__tostring", f_tostring}, {NULL, NULL}};
     static const luaL_Reg device_meta[] = {
         {"__index", d_index}, {"__tostring", d_tostring}, {"__eq", d_eq}, {NULL, NULL}};
