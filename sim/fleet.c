@@ -706,7 +706,7 @@ cleanup:
             res->malformed_in += d->mqtt.n_malformed;
             res->boots += d->n_boots;
             boot_ns += d->boot_ns;
-            res->recovery_at_end += d->state == FDL_DEV_RECOVERY;
+            res->recovery_at_end += d->fw && d->n_boots && fdl_fw_in_recovery(d->fw);
             if (d->ota) {
                 fdl_ota_stats os;
                 fdl_ota_get_stats(d->ota, &os);
