@@ -14,34 +14,19 @@
 #include <mosquitto.h>
 
 #include "cloud/enroll.h"
+#include "cloud/otamsg.h"
 #include "devices/ota.h"
 #include "sim/alloc.h"
 #include "sim/fsutil.h"
 #include "sim/vclock.h"
 
-#define ART_ID_MAX 63          /* artifact ids: the job document's rule */
-#define ART_DEV_MAX 63         /* device ids as a topic level */
-
-static int is_id_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-';
-}
-
-/* 1..max bytes of [A-Za-z0-9._-]; "." and ".." are not ids (they would name directories). */
-static int valid_id_n(const char *s, size_t n, size_t max)
-{
-    if (n == 0 || n > max || (n <= 2 && s[0] == '.' && (n == 1 || s[1] == '.')))
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!is_id_char(s[i]))
-            return 0;
-    return 1;
-}
+#define ART_ID_MAX (FDL_OTAMSG_ID_MAX - 1)   /* artifact ids: the job document's rule */
+#define ART_DEV_MAX (FDL_OTAMSG_ID_MAX - 1)  /* device ids as a topic level */
 
 int fdl_artifacts_path(const char *dir, const char *id, char *buf, size_t cap)
 {
-    if (!dir || !id || !valid_id_n(id, strlen(id), ART_ID_MAX))
+    /* "." and ".." are not ids: they would name directories. */
+    if (!dir || !id || !fdl_otamsg_valid_id(id, strlen(id), ART_ID_MAX))
         return -1;
     int n = snprintf(buf, cap, "%s/%s.img", dir, id);
     return n > 0 && (size_t)n < cap ? 0 : -1;
@@ -99,51 +84,20 @@ struct fdl_artifacts {
     size_t n_recent;           /* total ever recorded (ring index = n % RECENT) */
 };
 
-/* Parses "<artifact> <offset> <length>" exactly. 0 or -1. */
-static int parse_get(const uint8_t *p, size_t len, art_req *r)
-{
-    size_t i = 0, a0 = 0;
-    while (i < len && p[i] != ' ')
-        i++;
-    if (i == len || !valid_id_n((const char *)p, i, ART_ID_MAX))
-        return -1;
-    memcpy(r->artifact, p + a0, i);
-    r->artifact[i] = '\0';
-    uint64_t v[2] = {0, 0};
-    for (int k = 0; k < 2; k++) {
-        if (i >= len || p[i] != ' ')
-            return -1;
-        i++;
-        size_t d0 = i;
-        while (i < len && p[i] >= '0' && p[i] <= '9' && i - d0 < 10) {
-            v[k] = v[k] * 10 + (uint64_t)(p[i] - '0');
-            i++;
-        }
-        if (i == d0 || v[k] > UINT32_MAX || (i - d0 > 1 && p[d0] == '0'))
-            return -1;
-    }
-    if (i != len)
-        return -1;
-    r->offset = (uint32_t)v[0];
-    r->asked = (uint32_t)v[1];
-    return 0;
-}
-
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
 {
     (void)m;
     fdl_artifacts *a = ud;
-    const size_t plen = strlen(FDL_TOPIC_OTA_PREFIX);
     art_req r;
     memset(&r, 0, sizeof r);
-    int ok = 0;
-    if (msg->topic && !strncmp(msg->topic, FDL_TOPIC_OTA_PREFIX, plen)) {
-        const char *dev = msg->topic + plen;
-        const char *slash = strchr(dev, '/');
-        if (slash && !strcmp(slash + 1, FDL_TOPIC_OTA_GET) && valid_id_n(dev, (size_t)(slash - dev), ART_DEV_MAX)) {
-            memcpy(r.device, dev, (size_t)(slash - dev));
-            ok = msg->payloadlen > 0 && parse_get(msg->payload, (size_t)msg->payloadlen, &r) == 0;
-        }
+    fdl_otamsg_get g;
+    int ok = fdl_otamsg_parse_get(msg->topic, msg->payload, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0, &g) ==
+             FDL_OTAMSG_OK;
+    if (ok) {
+        snprintf(r.device, sizeof r.device, "%s", g.device);
+        snprintf(r.artifact, sizeof r.artifact, "%s", g.artifact);
+        r.offset = g.offset;
+        r.asked = g.length;
     }
     r.at_ns = fdl_now_ns();
     pthread_mutex_lock(&a->mu);

@@ -11,7 +11,7 @@
 #include <mosquitto.h>
 
 #include "cloud/enroll.h"
-#include "cloud/json.h"
+#include "cloud/otamsg.h"
 #include "cloud/registry.h"
 #include "devices/jobdoc.h"
 #include "sim/alloc.h"
@@ -701,60 +701,24 @@ int fdl_jobs_create(fdl_jobs *j, const fdl_job_spec *spec, char id[64], char *er
 
 /* ---- reports ------------------------------------------------------------------------------- */
 
-/* Copies the string (or integer) member key of the top-level object; 0 if found. */
-static int member(const uint8_t *buf, const fdl_jv_tok *t, size_t n, const char *key, char *out, size_t cap)
-{
-    for (size_t i = 1; i + 1 < n; i++) {
-        if (t[i].parent != 0 || !(t[i].flags & FDL_JV_F_KEY) || !fdl_jv_str_eq(buf, &t[i], key, strlen(key)))
-            continue;
-        const fdl_jv_tok *v = &t[i + 1];
-        if (v->type == FDL_JV_STRING)
-            return fdl_jv_str_copy(buf, v, out, cap, NULL) == FDL_JV_OK ? 0 : -1;
-        if (v->type == FDL_JV_NUMBER && v->len < cap) {
-            memcpy(out, buf + v->start, v->len);
-            out[v->len] = '\0';
-            return 0;
-        }
-        return -1;
-    }
-    return -1;
-}
-
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
 {
     (void)m;
     fdl_jobs *j = ud;
-    const size_t plen = strlen(FDL_TOPIC_JOBS_PREFIX);
     report r;
     memset(&r, 0, sizeof r);
     r.at_ns = fdl_now_ns();
     r.at_ms = wall_ms();
-    int ok = 0;
-    if (msg->topic && !strncmp(msg->topic, FDL_TOPIC_JOBS_PREFIX, plen)) {
-        const char *dev = msg->topic + plen;
-        const char *slash = strchr(dev, '/');
-        size_t dl = slash ? (size_t)(slash - dev) : 0;
-        if (slash && !strcmp(slash + 1, FDL_TOPIC_JOBS_STATUS) && dl > 0 && dl <= JOBS_DEVICE_MAX) {
-            memcpy(r.device, dev, dl);
-            fdl_jv_tok tok[24];
-            size_t n = 0;
-            char seq[32] = "";
-            ok = valid_id(r.device, JOBS_DEVICE_MAX) && msg->payloadlen > 0 && msg->payloadlen < 1024 &&
-                 fdl_jv_parse(msg->payload, (size_t)msg->payloadlen, NULL, tok, 24, &n, NULL) == FDL_JV_OK &&
-                 tok[0].type == FDL_JV_OBJECT && !member(msg->payload, tok, n, "job", r.job, sizeof r.job) &&
-                 !member(msg->payload, tok, n, "step", r.step, sizeof r.step) && valid_id(r.job, 63) &&
-                 tstep_parse(r.step) >= 0;
-            if (ok) {
-                member(msg->payload, tok, n, "seq", seq, sizeof seq);
-                r.seq = strtoull(seq, NULL, 10);
-                if (member(msg->payload, tok, n, "detail", r.detail, sizeof r.detail) != 0)
-                    r.detail[0] = '\0';
-                /* Printable ASCII only: the detail goes to logs and the registry. */
-                for (char *c = r.detail; *c; c++)
-                    if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
-                        *c = '?';
-            }
-        }
+    fdl_otamsg_report rep;
+    int ok = fdl_otamsg_parse_report(msg->topic, msg->payload, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0,
+                                     &rep) == FDL_OTAMSG_OK &&
+             tstep_parse(rep.step) >= 0 && strlen(rep.device) <= JOBS_DEVICE_MAX;
+    if (ok) {
+        snprintf(r.device, sizeof r.device, "%s", rep.device);
+        snprintf(r.job, sizeof r.job, "%s", rep.job);
+        snprintf(r.step, sizeof r.step, "%s", rep.step);
+        snprintf(r.detail, sizeof r.detail, "%s", rep.detail);
+        r.seq = rep.seq;
     }
     pthread_mutex_lock(&j->mu);
     j->st.reports++;
