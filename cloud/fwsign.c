@@ -249,6 +249,12 @@ cleanup:
     return st;
 }
 
+/* The status for a token failure: out of memory stays out of memory. */
+static fdl_fwsign_status se_status(fdl_se_status s, fdl_fwsign_status other)
+{
+    return s == FDL_SE_ERR_NOMEM ? FDL_FWSIGN_ERR_NOMEM : other;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Token PINs: <dir>/<token>.pin, "so_pin=<hex>\nuser_pin=<hex>\n", mode 0600.               */
 
@@ -353,8 +359,8 @@ static fdl_fwsign_status ensure_token(fdl_se_module *se, const char *dir, const 
         return st;
     fdl_se_status s = fdl_se_token_create(se, token, p->so, p->user);
     if (s != FDL_SE_OK)
-        return fail(FDL_FWSIGN_ERR_TOKEN, "token %s: create: %s (CK_RV 0x%lx)", token, fdl_se_strerror(s),
-                    fdl_se_last_rv(se));
+        return fail(se_status(s, FDL_FWSIGN_ERR_TOKEN), "token %s: create: %s (CK_RV 0x%lx)", token,
+                    fdl_se_strerror(s), fdl_se_last_rv(se));
     return FDL_FWSIGN_OK;
 }
 
@@ -384,7 +390,7 @@ static fdl_fwsign_status open_key(fdl_se_module *se, const char *dir, const fdl_
     fdl_se_status s = fdl_se_key_open(se, e->token, p.user, e->label, out);
     fdl_wipe(&p, sizeof p);
     if (s != FDL_SE_OK)
-        return fail(s == FDL_SE_ERR_NOT_FOUND ? FDL_FWSIGN_ERR_MISMATCH : FDL_FWSIGN_ERR_TOKEN,
+        return fail(se_status(s, s == FDL_SE_ERR_NOT_FOUND ? FDL_FWSIGN_ERR_MISMATCH : FDL_FWSIGN_ERR_TOKEN),
                     "token %s, key %s: %s (CK_RV 0x%lx)", e->token, e->label, fdl_se_strerror(s), fdl_se_last_rv(se));
     if ((st = token_pub(*out, pub)) != FDL_FWSIGN_OK)
         goto fail;
@@ -407,7 +413,7 @@ static fdl_fwsign_status token_sign(fdl_se_key *k, const uint8_t hash[32], uint8
     size_t n = 0;
     fdl_se_status s = fdl_se_key_sign(k, hash, 32, der, sizeof der, &n);
     if (s != FDL_SE_OK)
-        return fail(FDL_FWSIGN_ERR_TOKEN, "C_Sign: %s", fdl_se_strerror(s));
+        return fail(se_status(s, FDL_FWSIGN_ERR_TOKEN), "C_Sign: %s", fdl_se_strerror(s));
     if (fdl_fw_sig_from_der(der, n, sig) != 0)
         return fail(FDL_FWSIGN_ERR_CRYPTO, "the token returned a malformed signature");
     return FDL_FWSIGN_OK;
@@ -681,8 +687,8 @@ static fdl_fwsign_status add_key(fdl_fwsign *fs, unsigned role, unsigned gen, fd
     if (s == FDL_SE_ERR_EXISTS)
         s = fdl_se_key_open(fs->se, e->token, p.user, e->label, &k);
     if (s != FDL_SE_OK) {
-        st = fail(FDL_FWSIGN_ERR_TOKEN, "token %s, key %s: %s (CK_RV 0x%lx)", e->token, e->label, fdl_se_strerror(s),
-                  fdl_se_last_rv(fs->se));
+        st = fail(se_status(s, FDL_FWSIGN_ERR_TOKEN), "token %s, key %s: %s (CK_RV 0x%lx)", e->token, e->label,
+                  fdl_se_strerror(s), fdl_se_last_rv(fs->se));
         goto cleanup;
     }
     if ((st = token_pub(k, e->pub)) != FDL_FWSIGN_OK)
@@ -714,8 +720,10 @@ fdl_fwsign_status fdl_fwsign_setup(fdl_fwsign *fs)
         int any = 0;
         for (size_t j = 0; j < fs->n; j++)
             any |= fs->keys[j].role == ROLES[i];
-        if (!any && (st = add_key(fs, ROLES[i], 1, FDL_FWKEY_CURRENT, NULL)) != FDL_FWSIGN_OK)
+        if (!any && (st = add_key(fs, ROLES[i], 1, FDL_FWKEY_CURRENT, NULL)) != FDL_FWSIGN_OK) {
+            fs->n = n0; /* nothing recorded; the keys made so far are adopted next time */
             goto cleanup;
+        }
     }
     /* What the registry says is trusted must be in the tokens, as recorded. */
     for (size_t j = 0; j < fs->n; j++) {
@@ -729,7 +737,10 @@ fdl_fwsign_status fdl_fwsign_setup(fdl_fwsign *fs)
     }
     if (fs->n != n0) {
         fs->keyring_counter++;
-        st = save_keys(fs);
+        if ((st = save_keys(fs)) != FDL_FWSIGN_OK) {
+            fs->keyring_counter--;
+            fs->n = n0; /* the token keys stay and are adopted next time */
+        }
     }
 cleanup:
     fdl_wipe(&p, sizeof p);
@@ -753,11 +764,30 @@ fdl_fwsign_status fdl_fwsign_rotate(fdl_fwsign *fs, unsigned role, const fdl_fws
     if (st != FDL_FWSIGN_OK)
         return st;
     fs->keyring_counter++;
-    if ((st = save_keys(fs)) != FDL_FWSIGN_OK)
+    if ((st = save_keys(fs)) != FDL_FWSIGN_OK) {
+        /* Not recorded: forget it here too. The token key stays and the next
+         * rotate adopts it (same label). */
+        fs->keyring_counter--;
+        fs->n--;
         return st;
+    }
     if (made)
         *made = e;
     return FDL_FWSIGN_OK;
+}
+
+/* Saves the registry after a change of states; on failure the states in memory
+ * go back to what is on disk (saved[] holds them, index by index). */
+static fdl_fwsign_status commit_states(fdl_fwsign *fs, const fdl_fwkey_state *saved)
+{
+    fs->keyring_counter++;
+    fdl_fwsign_status st = save_keys(fs);
+    if (st != FDL_FWSIGN_OK) {
+        fs->keyring_counter--;
+        for (size_t i = 0; i < fs->n; i++)
+            fs->keys[i].state = saved[i];
+    }
+    return st;
 }
 
 fdl_fwsign_status fdl_fwsign_retire(fdl_fwsign *fs, unsigned role)
@@ -768,11 +798,13 @@ fdl_fwsign_status fdl_fwsign_retire(fdl_fwsign *fs, unsigned role)
     fdl_fwsign_key *next = find_state(fs, role, FDL_FWKEY_NEXT), *cur = find_state(fs, role, FDL_FWKEY_CURRENT);
     if (!next)
         return fail(FDL_FWSIGN_ERR_STATE, "%s has no next key to take over: rotate first", fdl_fwsign_role_name(role));
+    fdl_fwkey_state saved[FDL_FWSIGN_KEYS_MAX];
+    for (size_t i = 0; i < fs->n; i++)
+        saved[i] = fs->keys[i].state;
     if (cur)
         cur->state = FDL_FWKEY_RETIRED;
     next->state = FDL_FWKEY_CURRENT;
-    fs->keyring_counter++;
-    return save_keys(fs);
+    return commit_states(fs, saved);
 }
 
 fdl_fwsign_status fdl_fwsign_revoke(fdl_fwsign *fs, const uint8_t key_id[FDL_FW_KEYID_LEN])
@@ -785,12 +817,14 @@ fdl_fwsign_status fdl_fwsign_revoke(fdl_fwsign *fs, const uint8_t key_id[FDL_FW_
         return fail(FDL_FWSIGN_ERR_NOT_FOUND, "no key with that id in %s", fs->keys_path);
     if (e->state == FDL_FWKEY_REVOKED)
         return FDL_FWSIGN_OK;
+    fdl_fwkey_state saved[FDL_FWSIGN_KEYS_MAX];
+    for (size_t i = 0; i < fs->n; i++)
+        saved[i] = fs->keys[i].state;
     fdl_fwsign_key *next = find_state(fs, e->role, FDL_FWKEY_NEXT);
     if (e->state == FDL_FWKEY_CURRENT && next)
         next->state = FDL_FWKEY_CURRENT;
     e->state = FDL_FWKEY_REVOKED;
-    fs->keyring_counter++;
-    return save_keys(fs);
+    return commit_states(fs, saved);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -43,7 +43,8 @@
  *    "pub":"<130 hex>"}, ...]}
  * A key is generated in the token before it is recorded, and a generation whose
  * label already exists in the token is adopted on the next attempt, so a crash
- * in between loses nothing.
+ * in between loses nothing. A change that cannot be saved is undone in memory
+ * too (the object always matches the file).
  *
  * Errors: an fdl_fwsign_status, with a one-line detail in fdl_fwsign_last_error
  * (per thread; never a PIN). One fdl_fwsign per thread.

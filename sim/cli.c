@@ -72,7 +72,9 @@ static void usage(FILE *out)
             "  report --compare PREVIOUS      what changed since an earlier drill (history database)\n"
             "  rollout --devices N            a staged OTA rollout (canary, gates) on a simulated fleet, with\n"
             "                                 per-stage figures and the audit of every boot record\n"
-            "  ota status [JOB]               OTA jobs and each device's last step, from the registry\n\n"
+            "  ota status [JOB]               OTA jobs and each device's last step, from the registry\n"
+            "  fw build|sign|inspect|keys|keyring  firmware images, their signing keys (offline token),\n"
+            "                                 keyrings; inspect shows a parsed header and its signer\n\n"
             "common options:\n"
             "  --state DIR     state directory (default $FLEETDRILL_STATE or ./.fleetdrill)\n"
             "  -h, --help      help for a command\n\n"
@@ -803,6 +805,8 @@ int fdl_cli_main(int argc, char **argv)
         return fdl_cmd_rollout(argc - 1, argv + 1);
     if (!strcmp(cmd, "ota"))
         return fdl_cmd_ota(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fw"))
+        return fdl_cmd_fw(argc - 1, argv + 1);
     fprintf(stderr, "fleetdrill: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return FDL_EXIT_USAGE;

@@ -503,6 +503,78 @@ static void interrupted_rotation_is_adopted(void **state)
     assert_memory_equal(made->pub, pub, FDL_FW_PUB_LEN);
 }
 
+/* Every allocation fails in turn: each failure is NOMEM, nothing leaks, and the
+ * registry on disk is never damaged (the last call succeeds with the same keys). */
+static void allocation_failures(void **state)
+{
+    struct fx *f = *state;
+    fdl_alloc_stats before = fdl_alloc_get_stats();
+    fdl_fwsign_status st = FDL_FWSIGN_ERR_NOMEM;
+    uint64_t nth;
+    for (nth = 1; nth < 500 && st != FDL_FWSIGN_OK; nth++) {
+        fdl_fwsign *o = NULL;
+        uint8_t *img = NULL, *kr = NULL;
+        size_t len = 0, klen = 0;
+        fdl_fwsign_build b = {.tier = FDL_TIER_APPLICATION, .version = 1, .size = 200};
+        fdl_alloc_fail_nth(nth);
+        st = fdl_fwsign_open(f->m, f->fwdir, &o);
+        if (st == FDL_FWSIGN_OK)
+            st = fdl_fwsign_build_image(&b, &img, &len);
+        if (st == FDL_FWSIGN_OK)
+            st = fdl_fwsign_sign_image(o, img, len, 0, 0, 0, NULL);
+        if (st == FDL_FWSIGN_OK)
+            st = fdl_fwsign_keyring_image(o, 0, 0, &kr, &klen);
+        if (st == FDL_FWSIGN_OK) {
+            /* ERR_STATE: an earlier round's rotate was saved but its retire failed. */
+            st = fdl_fwsign_rotate(o, FDL_TIER_CONFIG, NULL);
+            if (st == FDL_FWSIGN_OK || st == FDL_FWSIGN_ERR_STATE)
+                st = fdl_fwsign_retire(o, FDL_TIER_CONFIG);
+        }
+        fdl_alloc_fail_nth(0);
+        if (st != FDL_FWSIGN_OK && st != FDL_FWSIGN_ERR_NOMEM)
+            fail_msg("allocation %llu: %s (%s)", (unsigned long long)nth, fdl_fwsign_strerror(st),
+                     fdl_fwsign_last_error());
+        fdl_free(kr);
+        fdl_free(img);
+        fdl_fwsign_free(o);
+    }
+    assert_int_equal(st, FDL_FWSIGN_OK);
+    assert_true(nth > 5); /* the loop did inject failures */
+    fdl_alloc_stats after = fdl_alloc_get_stats();
+    assert_int_equal(after.allocs - before.allocs, after.frees - before.frees);
+    /* keys.json still loads, and every recorded key is still in its token. */
+    fdl_fwsign *o = NULL;
+    assert_int_equal(fdl_fwsign_open(f->m, f->fwdir, &o), FDL_FWSIGN_OK);
+    assert_int_equal(fdl_fwsign_setup(o), FDL_FWSIGN_OK);
+    assert_non_null(fdl_fwsign_find(o, FDL_TIER_CONFIG, 0));
+    /* A change that cannot be saved is not made in memory either. */
+    const fdl_fwsign_key *made = NULL;
+    assert_int_equal(fdl_fwsign_rotate(o, FDL_TIER_MODULES, &made), FDL_FWSIGN_OK);
+    unsigned gen_next = made->generation;
+    uint32_t counter = fdl_fwsign_keyring_counter(o);
+    fdl_alloc_fail_nth(1);
+    assert_int_equal(fdl_fwsign_retire(o, FDL_TIER_MODULES), FDL_FWSIGN_ERR_NOMEM);
+    fdl_alloc_fail_nth(0);
+    assert_int_equal(fdl_fwsign_find(o, FDL_TIER_MODULES, gen_next)->state, FDL_FWKEY_NEXT);
+    assert_int_equal(fdl_fwsign_find(o, FDL_TIER_MODULES, 0)->generation, gen_next - 1);
+    assert_int_equal(fdl_fwsign_keyring_counter(o), counter);
+    uint8_t id[FDL_FW_KEYID_LEN];
+    memcpy(id, fdl_fwsign_find(o, FDL_TIER_MODULES, 0)->key_id, sizeof id);
+    fdl_alloc_fail_nth(1);
+    assert_int_equal(fdl_fwsign_revoke(o, id), FDL_FWSIGN_ERR_NOMEM);
+    fdl_alloc_fail_nth(0);
+    assert_int_equal(fdl_fwsign_find_id(o, id)->state, FDL_FWKEY_CURRENT);
+    size_t n = fdl_fwsign_count(o);
+    fdl_alloc_fail_nth(1);
+    assert_int_equal(fdl_fwsign_rotate(o, FDL_TIER_KERNEL, NULL), FDL_FWSIGN_ERR_NOMEM);
+    fdl_alloc_fail_nth(0);
+    assert_int_equal(fdl_fwsign_count(o), n);
+    assert_int_equal(fdl_fwsign_retire(o, FDL_TIER_MODULES), FDL_FWSIGN_OK);
+    assert_int_equal(fdl_fwsign_rotate(o, FDL_TIER_KERNEL, NULL), FDL_FWSIGN_OK);
+    assert_int_equal(fdl_fwsign_count(o), n + 1);
+    fdl_fwsign_free(o);
+}
+
 static void test_images(void **state)
 {
     (void)state;
@@ -584,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(rogue_software_key, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(registry_integrity, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(interrupted_rotation_is_adopted, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(allocation_failures, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
