@@ -1335,8 +1335,11 @@ int fdl_fw_update_begin(fdl_fw *fw, unsigned tier, uint32_t size)
         return -1;
     const fdl_bootctl *cur = fdl_flash_bootctl(fw->flash);
     const fdl_bootctl_tier *ti = &cur->tier[tier];
-    if (ti->state == FDL_TS_PENDING || ti->state == FDL_TS_TRIAL)
-        return -1;
+    /* One update at a time, of any tier: a new image waits until the last one
+     * confirmed or was reverted. */
+    for (unsigned t = 1; t < FDL_TIER_COUNT; t++)
+        if (cur->tier[t].state == FDL_TS_PENDING || cur->tier[t].state == FDL_TS_TRIAL)
+            return -1;
     /* Never the slot that runs: if the tier fell back to its other slot, that
      * one becomes the active slot and the refused one is overwritten. */
     unsigned keep = fw->run[tier].ran ? fw->run[tier].slot : ti->active;

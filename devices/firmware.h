@@ -201,7 +201,7 @@ bool fdl_fw_debug_open(const fdl_fw *fw);
  * record so the next boot tries it in trial (with trial_ms to confirm, 0 =
  * FDL_FW_TRIAL_MS_DEFAULT). Until finish the running images and their record
  * are untouched. Each returns 0, -1 on error (refused: not booted, in recovery,
- * the tier already pending or in trial, size out of range, more bytes than
+ * any tier pending or in trial, size out of range, more bytes than
  * size, finish before size bytes), or FDL_FW_POWER_LOSS when the test hook cut
  * the power: the device must then be rebooted (fdl_fw_boot) and nothing more
  * written. fdl_fw_update_set_job names the job that finish records (copied,

@@ -547,6 +547,8 @@ static void trial_reverts_at_deadline_and_floor_waits_for_confirm(void **state)
     assert_int_equal(deadline, T0 + 1000 + 60000);
     assert_int_equal(fdl_fw_trial_tier(fw), FDL_TIER_APPLICATION);
     assert_int_equal(fdl_fw_floor(fw, FDL_TIER_APPLICATION), 1);   /* not before the confirm */
+    /* One update at a time: no other tier is written while one is in trial. */
+    assert_int_equal(fdl_fw_update_begin(fw, FDL_TIER_KERNEL, 1000), -1);
     /* A reset within the window boots it again in trial. */
     assert_int_equal(fdl_fw_boot(fw, T0 + 30000, &r), FDL_BOOT_TRIAL);
     /* At the deadline, unconfirmed: reverted, the factory image runs, floor unchanged. */
