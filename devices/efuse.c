@@ -155,7 +155,23 @@ fdl_efuse_status fdl_efuse_create(const char *path, const fdl_efuse_factory *f, 
                 th[i / 8] |= (uint8_t)(1u << (i % 8));
         }
     }
-    fdl_efuse_status st = save(path, e->bank);
+    /* A new file, created exclusively and made durable before it is used: a
+     * replace-by-rename is only needed once a bank exists to be replaced. */
+    uint8_t file[FDL_EFUSE_FILE_LEN];
+    encode(e->bank, file);
+    fdl_efuse_status st = FDL_EFUSE_ERR_IO;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        st = errno == EEXIST ? FDL_EFUSE_ERR_EXISTS : FDL_EFUSE_ERR_IO;
+    } else {
+        ssize_t w = write(fd, file, sizeof file);
+        if (w == (ssize_t)sizeof file && fsync(fd) == 0)
+            st = FDL_EFUSE_OK;
+        if (close(fd) != 0)
+            st = FDL_EFUSE_ERR_IO;
+        if (st != FDL_EFUSE_OK)
+            unlink(path);
+    }
     if (st != FDL_EFUSE_OK) {
         fdl_efuse_free(e);
         return st;

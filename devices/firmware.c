@@ -655,21 +655,15 @@ static int write_new_file(const char *path, const void *data, size_t len)
     return w == (ssize_t)len && rc == 0 ? 0 : -1;
 }
 
-static int create_storage(const char *dir, const fdl_fw_factory *f, char *err, size_t errcap)
+int fdl_fw_factory_prepare(fdl_fw_factory *f, char *err, size_t errcap)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
-    fdl_bootctl bc;
-    fdl_efuse_factory ef;
-    fdl_efuse *e = NULL;
-    fdl_flash *fl = NULL;
-    int rc = -1;
-    memset(&bc, 0, sizeof bc);
-    memset(&ef, 0, sizeof ef);
+    if (!f)
+        return -1;
+    f->prepared = false;
     if (!f->root_pub || f->root_pub[0] != 0x04) {
         set_err(err, errcap, "firmware: factory: no root public key");
         return -1;
     }
-    uint8_t sha[FDL_TIER_COUNT][32];
     for (unsigned t = 1; t < FDL_TIER_COUNT; t++) {
         fdl_fw_hdr h;
         const uint8_t *payload;
@@ -686,15 +680,44 @@ static int create_storage(const char *dir, const fdl_fw_factory *f, char *err, s
                     st != FDL_FW_OK ? fdl_fw_strerror(st) : h.tier != t ? "wrong tier" : "counter over the fuse maximum");
             return -1;
         }
-        mbedtls_sha256(f->image[t], f->image_len[t], sha[t], 0);
-        ef.floor[t] = h.counter;
+        mbedtls_sha256(f->image[t], f->image_len[t], f->sha256[t], 0);
+        f->counter[t] = h.counter;
+    }
+    f->prepared = true;
+    return 0;
+}
+
+static int create_storage(const char *dir, const fdl_fw_factory *given, char *err, size_t errcap)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    fdl_bootctl bc;
+    fdl_efuse_factory ef;
+    fdl_efuse *e = NULL;
+    fdl_flash *fl = NULL;
+    int rc = -1;
+    memset(&bc, 0, sizeof bc);
+    memset(&ef, 0, sizeof ef);
+    /* An unprepared factory is prepared here, for this device only. */
+    fdl_fw_factory local;
+    const fdl_fw_factory *f = given;
+    if (!given->prepared) {
+        local = *given;
+        if (fdl_fw_factory_prepare(&local, err, errcap) != 0)
+            return -1;
+        f = &local;
+    }
+    for (unsigned t = 1; t < FDL_TIER_COUNT; t++) {
+        if (!f->image[t])
+            continue;
+        ef.floor[t] = f->counter[t];
         fdl_bootctl_tier *ti = &bc.tier[t];
         ti->state = FDL_TS_GOOD;
         ti->active = 0;
         ti->slot[0].src = f->factory_dir ? FDL_SLOT_FACTORY : FDL_SLOT_OWN;
         ti->slot[0].size = (uint32_t)f->image_len[t];
-        memcpy(ti->slot[0].sha256, sha[t], 32);
-        if (f->factory_dir && ensure_factory_image(f->factory_dir, sha[t], f->image[t], f->image_len[t], err, errcap))
+        memcpy(ti->slot[0].sha256, f->sha256[t], 32);
+        if (f->factory_dir &&
+            ensure_factory_image(f->factory_dir, f->sha256[t], f->image[t], f->image_len[t], err, errcap))
             return -1;
     }
     static const uint8_t zero[32];
@@ -1312,8 +1335,11 @@ int fdl_fw_update_begin(fdl_fw *fw, unsigned tier, uint32_t size)
         return -1;
     const fdl_bootctl *cur = fdl_flash_bootctl(fw->flash);
     const fdl_bootctl_tier *ti = &cur->tier[tier];
-    if (ti->state == FDL_TS_PENDING || ti->state == FDL_TS_TRIAL)
-        return -1;
+    /* One update at a time, of any tier: a new image waits until the last one
+     * confirmed or was reverted. */
+    for (unsigned t = 1; t < FDL_TIER_COUNT; t++)
+        if (cur->tier[t].state == FDL_TS_PENDING || cur->tier[t].state == FDL_TS_TRIAL)
+            return -1;
     /* Never the slot that runs: if the tier fell back to its other slot, that
      * one becomes the active slot and the refused one is overwritten. */
     unsigned keep = fw->run[tier].ran ? fw->run[tier].slot : ti->active;

@@ -123,7 +123,21 @@ typedef struct fdl_fw_factory {
     bool secure_boot;           /* blow secure-boot-enabled */
     bool debug_disabled;        /* blow debug-port-disabled */
     uint32_t hw_rev;
+    /* Set by fdl_fw_factory_prepare: the images validated and hashed once, so
+     * creating each of 10,000 devices does not hash them again. */
+    bool prepared;
+    uint8_t sha256[FDL_TIER_COUNT][32];
+    uint32_t counter[FDL_TIER_COUNT];
 } fdl_fw_factory;
+
+/*
+ * Validates the factory's images (each parses whole, payload hash included,
+ * is of its tier, has a counter the fuses can hold; bootloader, keyring and
+ * application present; a root key) and records their hashes and counters in
+ * f. Optional: fdl_fw_open does the same for an unprepared factory, per device.
+ * Changing an image after this requires preparing again. 0, or -1 with err.
+ */
+int fdl_fw_factory_prepare(fdl_fw_factory *f, char *err, size_t errcap);
 
 /*
  * Opens the firmware storage in dir (created with factory's images and fuses if
@@ -187,7 +201,7 @@ bool fdl_fw_debug_open(const fdl_fw *fw);
  * record so the next boot tries it in trial (with trial_ms to confirm, 0 =
  * FDL_FW_TRIAL_MS_DEFAULT). Until finish the running images and their record
  * are untouched. Each returns 0, -1 on error (refused: not booted, in recovery,
- * the tier already pending or in trial, size out of range, more bytes than
+ * any tier pending or in trial, size out of range, more bytes than
  * size, finish before size bytes), or FDL_FW_POWER_LOSS when the test hook cut
  * the power: the device must then be rebooted (fdl_fw_boot) and nothing more
  * written. fdl_fw_update_set_job names the job that finish records (copied,

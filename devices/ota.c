@@ -197,7 +197,13 @@ void fdl_ota_on_job(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t now
         reject(o, jd.job, jd.seq, FDL_JOB_ERR_FIELD, "no such tier or size");
         return;
     }
-    /* One job at a time; a newer document replaces one that has not written yet. */
+    /* One job at a time; a newer document replaces one that has not written yet.
+     * The firmware's own record counts too: a trial may run that this agent
+     * did not start (it was created after a power loss). */
+    if (o->state == FDL_OTA_IDLE && fdl_fw_trial_tier(o->fw) != FDL_TIER_NONE) {
+        reject(o, jd.job, jd.seq, FDL_JOB_OK, "busy");
+        return;
+    }
     if (o->state != FDL_OTA_IDLE) {
         if (o->state == FDL_OTA_DOWNLOADING && !o->writing && jd.seq > o->seq) {
             char why[96];

@@ -201,6 +201,69 @@ static void factory_images_are_shared_by_content(void **state)
     fwd_factory_free(&fa);
 }
 
+static void factory_is_validated_once_or_per_device(void **state)
+{
+    (void)state;
+    fwd_factory fa;
+    char err[256];
+    fwd_factory_make(&fa, &g_keys, g_factory, 1);
+    assert_int_equal(fdl_fw_factory_prepare(&fa.f, err, sizeof err), 0);
+    assert_true(fa.f.prepared);
+    uint8_t sha[32];
+    fwd_sha(fa.img[FDL_TIER_KERNEL], fa.f.image_len[FDL_TIER_KERNEL], sha);
+    assert_memory_equal(fa.f.sha256[FDL_TIER_KERNEL], sha, 32);
+    fdl_fw *fw = fwd_open(g_dir, &fa.f);
+    fdl_boot_record r;
+    assert_int_equal(fdl_fw_boot(fw, T0, &r), FDL_BOOT_OK);
+    assert_memory_equal(r.tier[FDL_TIER_KERNEL].sha256, sha, 32);
+    fdl_fw_free(fw);
+    /* What a factory may not ship, refused by prepare and by an unprepared open alike. */
+    for (int i = 0; i < 5; i++) {
+        fwd_factory bad;
+        fwd_factory_make(&bad, &g_keys, g_factory, 1);
+        size_t len = 0;
+        uint8_t *img;
+        const char *want = NULL;
+        switch (i) {
+        case 0:
+            fwd_factory_set(&bad, FDL_TIER_APPLICATION, NULL, 0);
+            want = "no application image";
+            break;
+        case 1:
+            img = fwd_image(&g_keys.tier[3], FDL_TIER_APPLICATION, FWD_VERSION_1, 1, 0, "ok", 10, &len);
+            fwd_factory_set(&bad, FDL_TIER_KERNEL, img, len);
+            want = "wrong tier";
+            break;
+        case 2:
+            img = fwd_image(&g_keys.tier[2], FDL_TIER_KERNEL, FWD_VERSION_1, 256, 0, "ok", 10, &len);
+            fwd_factory_set(&bad, FDL_TIER_KERNEL, img, len);
+            want = "counter over the fuse maximum";
+            break;
+        case 3:
+            bad.img[FDL_TIER_KERNEL][bad.f.image_len[FDL_TIER_KERNEL] - 1] ^= 1;
+            want = "payload SHA-256 differs";
+            break;
+        case 4:
+            bad.f.root_pub = NULL;
+            want = "no root public key";
+            break;
+        }
+        char dir2[700];
+        snprintf(dir2, sizeof dir2, "%s/devices/bad-%d/fw", g_tmp, i);
+        fdl_fw *none = NULL;
+        assert_int_equal(fdl_fw_open(dir2, &bad.f, &none, err, sizeof err), -1);
+        assert_null(none);
+        if (!strstr(err, want))
+            fail_msg("case %d: %s", i, err);
+        assert_int_not_equal(access(dir2, F_OK), 0);   /* nothing left behind */
+        assert_int_equal(fdl_fw_factory_prepare(&bad.f, err, sizeof err), -1);
+        assert_false(bad.f.prepared);
+        assert_non_null(strstr(err, want));
+        fwd_factory_free(&bad);
+    }
+    fwd_factory_free(&fa);
+}
+
 /* ---- the root of trust ------------------------------------------------------------ */
 
 static void secure_boot_refuses_another_root(void **state)
@@ -484,6 +547,8 @@ static void trial_reverts_at_deadline_and_floor_waits_for_confirm(void **state)
     assert_int_equal(deadline, T0 + 1000 + 60000);
     assert_int_equal(fdl_fw_trial_tier(fw), FDL_TIER_APPLICATION);
     assert_int_equal(fdl_fw_floor(fw, FDL_TIER_APPLICATION), 1);   /* not before the confirm */
+    /* One update at a time: no other tier is written while one is in trial. */
+    assert_int_equal(fdl_fw_update_begin(fw, FDL_TIER_KERNEL, 1000), -1);
     /* A reset within the window boots it again in trial. */
     assert_int_equal(fdl_fw_boot(fw, T0 + 30000, &r), FDL_BOOT_TRIAL);
     /* At the deadline, unconfirmed: reverted, the factory image runs, floor unchanged. */
@@ -880,6 +945,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(factory_device_boots_verified, setup, teardown),
         cmocka_unit_test_setup_teardown(factory_images_are_shared_by_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(factory_is_validated_once_or_per_device, setup, teardown),
         cmocka_unit_test_setup_teardown(secure_boot_refuses_another_root, setup, teardown),
         cmocka_unit_test_setup_teardown(revoked_root_slot_verifies_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(unreadable_storage_is_refused_not_reset, setup, teardown),

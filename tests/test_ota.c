@@ -703,6 +703,22 @@ static void one_job_at_a_time(void **state)
     steps(&d, from, st, sizeof st);
     assert_string_equal(st, "received,rejected");
     assert_string_equal(last_detail(&d, det, sizeof det), "busy");
+    /* Rebooted into the trial, with an agent that knows nothing of it (its RAM
+     * was lost and nobody told it about the boot): still busy. */
+    d.now += 1000;
+    assert_int_equal(dev_boot(&d, NULL), FDL_BOOT_TRIAL);
+    new_agent(&d);
+    job k = job_for(img, len, 4, d.now);
+    k.tier = FDL_TIER_KERNEL;
+    from = mark(&d);
+    send_job(&d, &k);
+    steps(&d, from, st, sizeof st);
+    assert_string_equal(st, "received,rejected");
+    assert_string_equal(last_detail(&d, det, sizeof det), "busy");
+    /* Once online it confirms the trial it found, and is free again. */
+    fdl_ota_online(d.ota, d.now);
+    assert_int_equal(fdl_fw_floor(d.fw, FDL_TIER_APPLICATION), 2);
+    assert_string_equal(last_detail(&d, det, sizeof det), "application floor 2");
     free(img);
     dev_free(&d);
 }
