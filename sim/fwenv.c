@@ -189,6 +189,9 @@ int fdl_fwenv_open(fdl_ctx *ctx, int debug_disabled, fdl_fwenv **out, char *err,
     f->secure_boot = true;
     f->debug_disabled = debug_disabled != 0;
     f->hw_rev = FDL_FWENV_HW_REV;
+    /* Validated and hashed once here, not once per device made. */
+    if (fdl_fw_factory_prepare(f, err, errcap) != 0)
+        goto fail;
     *out = e;
     return 0;
 fail:
