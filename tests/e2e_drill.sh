@@ -32,7 +32,13 @@ r = json.load(open(sys.argv[1]))
 names = {s["name"] for s in r["scenarios"]}
 want = {"stolen certificate (se)", "stolen certificate and key (flash)", "rogue-CA man in the middle",
         "TLS downgrade", "cross-device publish and subscribe", "wildcard policy misconfiguration",
-        "junk payload", "revocation under load"}
+        "junk payload", "revocation under load",
+        "firmware: unsigned image", "firmware: image signed with another tier's key",
+        "firmware: rollback to an old signed image", "firmware: artifact tampered in the store",
+        "firmware: compromised artifact store", "firmware: expired and replayed job documents",
+        "firmware: job document for another device or hardware revision", "firmware: endless data",
+        "firmware: slow retrieval", "firmware: new image never confirms (auto revert)",
+        "firmware: bad canary halts the rollout"}
 missing = want - names
 assert not missing, f"drills missing: {missing}"
 assert r["summary"]["errors"] == 0, r["summary"]
@@ -52,6 +58,21 @@ assert "stayed connected throughout" in rev["evidence"], rev["evidence"]
 flash = next(s for s in r["scenarios"] if s["name"] == "stolen certificate and key (flash)")["steps"]
 assert [x["actual"]["outcome"] for x in flash] == ["contained", "detected"], flash
 assert "cert-shared" in flash[1]["evidence"]
+# The firmware drills: the device checks are the firmware layer's, with the device's own
+# report and its boot records as evidence; the bad canary is also contained by the gate.
+for s in r["scenarios"]:
+    if not s["name"].startswith("firmware: "):
+        continue
+    for st in s["steps"]:
+        ev = st["evidence"]
+        assert "boot records" in ev or "job service:" in ev, (s["name"], ev[:300])
+        if st["actual"]["layer"] == "firmware" and st["attack"] != "bad-canary":
+            want = ("reported reverted",) if st["actual"]["outcome"] == "contained" else ("reported rejected", "reported failed")
+            assert any(w in ev for w in want), (s["name"], ev[:400])
+            assert "the attacker's image RUNS" not in ev and "UNVERIFIED" not in ev, ev[:400]
+canary = next(s for s in r["scenarios"] if s["name"] == "firmware: bad canary halts the rollout")["steps"]
+assert [(x["actual"]["outcome"], x["actual"]["layer"]) for x in canary] == [("contained", "cloud"), ("contained", "firmware")], canary
+assert "HALTED" in canary[0]["evidence"] and "18 devices never notified" in canary[0]["evidence"]
 EOF
 
 if xmllint --noout "$S/all.xml"; then ok "JUnit XML is well-formed (xmllint)"; else bad "xmllint refused the JUnit XML"; fi
