@@ -3,6 +3,7 @@
 #                         HTML report and print its path and the summary table
 #   make test             setup, build, run the whole test suite
 #   make test SANITIZE=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench-ota        a 1,000-device staged OTA rollout, completed and halted (docs/ota.md)
 MAKEFLAGS += --no-print-directory
 SANITIZE ?= 0
 JOBS ?= $(shell nproc)
@@ -14,7 +15,7 @@ BUILD ?= build
 endif
 STATE ?= .fleetdrill
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps build demo test bench bench-ota clean
 all: build
 
 deps:
@@ -36,6 +37,12 @@ test: build
 
 bench: build
 	$(BUILD)/fleetdrill bench connect --devices 1000 --state $(STATE)-bench
+
+# A 1,000-device OTA rollout with a 10 % canary: one that completes, one whose canary
+# crashes and halts it (docs/ota.md has the figures).
+bench-ota: build
+	$(BUILD)/fleetdrill rollout --devices 1000 --canary 10 --state $(STATE)-bench --expect completed
+	$(BUILD)/fleetdrill rollout --devices 1000 --canary 10 --behaviour crash --state $(STATE)-bench --expect halted
 
 clean:
 	rm -rf build build-asan
