@@ -18,6 +18,8 @@ typedef struct known {
     uint8_t sha[32];
     uint8_t tier;
     uint32_t counter;
+    int parsed;
+    fdl_fw_hdr h;
     int ok;
     char why[96];
 } known;
@@ -25,6 +27,11 @@ typedef struct known {
 typedef struct known_set {
     known *k;
     size_t n, cap;
+    /* The keys some genuine keyring lists, with the use each is listed for: the
+     * union over every root-signed keyring the harness knows (the factory's and any
+     * released since, e.g. after a key rotation). */
+    fdl_keyring_entry *keys;
+    size_t n_keys, cap_keys;
 } known_set;
 
 static int read_all(const char *path, size_t max, uint8_t **out, size_t *len)
@@ -68,29 +75,67 @@ cleanup:
     return rc;
 }
 
-/* Verifies one image file the way a device with the factory's keys would, without its code. */
-static void judge_image(const uint8_t *img, size_t len, const uint8_t root_pub[FDL_FW_PUB_LEN],
-                        const fdl_keyring *kr, known *k)
+static int add_key(known_set *ks, const fdl_keyring_entry *e)
 {
-    fdl_fw_hdr h;
+    for (size_t i = 0; i < ks->n_keys; i++)
+        if (ks->keys[i].usage == e->usage && !memcmp(ks->keys[i].key_id, e->key_id, FDL_FW_KEYID_LEN))
+            return 0;
+    if (ks->n_keys == ks->cap_keys) {
+        size_t nc = ks->cap_keys ? ks->cap_keys * 2 : 16;
+        fdl_keyring_entry *nk = fdl_realloc(ks->keys, nc * sizeof *nk);
+        if (!nk)
+            return -1;
+        ks->keys = nk;
+        ks->cap_keys = nc;
+    }
+    ks->keys[ks->n_keys++] = *e;
+    return 0;
+}
+
+/* First pass over one image file: its hash and header; a root-signed keyring adds its keys. */
+static int take_image(const uint8_t *img, size_t len, const uint8_t root_pub[FDL_FW_PUB_LEN], known_set *ks,
+                      known *k)
+{
     const uint8_t *payload = NULL;
     mbedtls_sha256(img, len, k->sha, 0);
-    fdl_fw_status st = fdl_fwimage_parse(img, len, &h, &payload);
-    k->ok = 0;
+    fdl_fw_status st = fdl_fwimage_parse(img, len, &k->h, &payload);
     if (st != FDL_FW_OK) {
         snprintf(k->why, sizeof k->why, "does not parse: %s", fdl_fw_strerror(st));
-        return;
+        return 0;
     }
-    k->tier = h.tier;
-    k->counter = h.counter;
-    if (h.tier == FDL_TIER_BOOTLOADER || h.tier == FDL_TIER_KEYRING) {
+    k->parsed = 1;
+    k->tier = k->h.tier;
+    k->counter = k->h.counter;
+    if (k->h.tier == FDL_TIER_BOOTLOADER || k->h.tier == FDL_TIER_KEYRING) {
         uint8_t id[FDL_FW_KEYID_LEN];
         fdl_fw_key_id(root_pub, id);
-        st = memcmp(id, h.key_id, sizeof id) ? FDL_FW_ERR_KEY_UNKNOWN : fdl_fwimage_verify_sig(&h, root_pub);
-    } else {
-        st = kr ? fdl_keyring_verify_image(kr, &h) : FDL_FW_ERR_KEY_UNKNOWN;
+        st = memcmp(id, k->h.key_id, sizeof id) ? FDL_FW_ERR_KEY_UNKNOWN : fdl_fwimage_verify_sig(&k->h, root_pub);
+        if (st != FDL_FW_OK) {
+            snprintf(k->why, sizeof k->why, "%s", fdl_fw_strerror(st));
+            return 0;
+        }
+        k->ok = 1;
+        fdl_keyring kr;
+        if (k->h.tier == FDL_TIER_KEYRING && fdl_keyring_parse(payload, k->h.length, &kr) == FDL_KR_OK)
+            for (unsigned i = 0; i < kr.n; i++)
+                if (add_key(ks, &kr.e[i]) != 0)
+                    return -1;
     }
-    if (st == FDL_FW_OK && h.hw_rev != 0 && h.hw_rev != FDL_FWENV_HW_REV)
+    return 0;
+}
+
+/* Second pass: tiers 2..5 against the keys some genuine keyring lists for their own tier. */
+static void judge_image(const known_set *ks, known *k)
+{
+    if (!k->parsed || k->tier == FDL_TIER_BOOTLOADER || k->tier == FDL_TIER_KEYRING)
+        return;
+    fdl_fw_status st = FDL_FW_ERR_KEY_UNKNOWN;
+    for (size_t i = 0; i < ks->n_keys; i++)
+        if (ks->keys[i].usage == k->tier && !memcmp(ks->keys[i].key_id, k->h.key_id, FDL_FW_KEYID_LEN)) {
+            st = fdl_fwimage_verify_sig(&k->h, ks->keys[i].pub);
+            break;
+        }
+    if (st == FDL_FW_OK && k->h.hw_rev != 0 && k->h.hw_rev != FDL_FWENV_HW_REV)
         st = FDL_FW_ERR_HW;
     if (st != FDL_FW_OK) {
         snprintf(k->why, sizeof k->why, "%s", fdl_fw_strerror(st));
@@ -99,8 +144,8 @@ static void judge_image(const uint8_t *img, size_t len, const uint8_t root_pub[F
     k->ok = 1;
 }
 
-/* Every *.img of dir into the set. */
-static int scan_dir(const char *dir, const uint8_t root_pub[FDL_FW_PUB_LEN], const fdl_keyring *kr, known_set *ks)
+/* Every *.img of dir into the set (first pass). */
+static int scan_dir(const char *dir, const uint8_t root_pub[FDL_FW_PUB_LEN], known_set *ks)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -130,8 +175,10 @@ static int scan_dir(const char *dir, const uint8_t root_pub[FDL_FW_PUB_LEN], con
         }
         known *k = &ks->k[ks->n++];
         memset(k, 0, sizeof *k);
-        judge_image(img, len, root_pub, kr, k);
+        rc = take_image(img, len, root_pub, ks, k);
         fdl_free(img);
+        if (rc != 0)
+            break;
     }
     closedir(d);
     return rc;
@@ -336,22 +383,15 @@ int fdl_bootaudit_run(const fdl_state *st, const fdl_fwenv *fw, uint32_t first, 
 {
     memset(out, 0, sizeof *out);
     const fdl_fw_factory *f = fdl_fwenv_factory(fw);
-    fdl_keyring kr;
-    int have_kr = 0;
-    size_t klen = 0;
-    const uint8_t *kimg = fdl_fwenv_factory_image(fw, FDL_TIER_KEYRING, &klen);
-    fdl_fw_hdr kh;
-    const uint8_t *kpay = NULL;
-    if (kimg && fdl_fwimage_parse(kimg, klen, &kh, &kpay) == FDL_FW_OK &&
-        fdl_keyring_parse(kpay, kh.length, &kr) == FDL_KR_OK)
-        have_kr = 1;
     known_set ks = {0};
-    if (scan_dir(f->factory_dir, f->root_pub, have_kr ? &kr : NULL, &ks) != 0 ||
-        scan_dir(fdl_fwenv_artifacts_dir(fw), f->root_pub, have_kr ? &kr : NULL, &ks) != 0) {
+    if (scan_dir(f->factory_dir, f->root_pub, &ks) != 0 || scan_dir(fdl_fwenv_artifacts_dir(fw), f->root_pub, &ks) != 0) {
         snprintf(err, errcap, "boot audit: out of memory reading the known images");
         fdl_free(ks.k);
+        fdl_free(ks.keys);
         return -1;
     }
+    for (size_t i = 0; i < ks.n; i++)
+        judge_image(&ks, &ks.k[i]);
     out->known_images = ks.n;
     for (uint32_t i = 0; i < n; i++) {
         char id[64], path[FDL_PATH_MAX + 64];
@@ -363,6 +403,7 @@ int fdl_bootaudit_run(const fdl_state *st, const fdl_fwenv *fw, uint32_t first, 
         out->with_records += b > 0;
     }
     fdl_free(ks.k);
+    fdl_free(ks.keys);
     return 0;
 }
 

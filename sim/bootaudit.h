@@ -9,8 +9,9 @@
  *   - the record says it verified;
  *   - the image is one the harness can find (the factory images by content,
  *     every file of the artifact store) and it verifies here too: header, payload
- *     hash, signature by the root key (bootloader, keyring) or by a key the
- *     factory keyring lists for its own tier (every other tier), hardware revision;
+ *     hash, signature by the root key (bootloader, keyring) or by a key that a
+ *     root-signed keyring the harness knows (the factory's, any released since)
+ *     lists for the image's own tier (every other tier), hardware revision;
  *   - its security counter is not below that of an image the same device ran
  *     earlier out of trial in the same tier (a confirmed image raised the floor:
  *     going below it is a rollback).

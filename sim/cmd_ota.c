@@ -70,6 +70,14 @@ static int rollout_usage(void)
          "  --canary P             the first stage, percent of the fleet (default 10): stages P,50,100\n"
          "  --stages A,B,..,100    cumulative stages in percent (instead of --canary)\n"
          "  --max-failure P        percent of a stage that may fail before the rollout halts (default 10)\n"
+         "  --tier T               application (default), kernel, or keyring: the keyring of the signing\n"
+         "                         registry as it is now (after fleetdrill fw keys rotate|retire|revoke);\n"
+         "                         devices that do not confirm it are reported as stranded\n"
+         "  --generation G         sign with generation G of the tier's key (a next key, during a rotation's\n"
+         "                         dual-trust window; default the current one)\n"
+         "  --keep                 keep the registry and the devices' firmware from the last run (a rollout\n"
+         "                         after another, e.g. the steps of a key rotation) instead of starting from\n"
+         "                         a clean registry and devices as they left the factory\n"
          "  --behaviour B          what the new image does: ok, no-confirm (never phones home: reverted\n"
          "                         at its trial deadline) or crash (reverted at its first boot)\n"
          "  --version V            the new image's version (default 1.1.0)\n"
@@ -89,6 +97,7 @@ static int rollout_usage(void)
 
 typedef struct ro_opts {
     const char *state, *json_path, *expect;
+    int keep;
     uint32_t devices;
     fdl_profile profile;
     double time_scale, trial_s, stage_timeout_s, online_timeout_s;
@@ -202,14 +211,17 @@ static int do_rollout(ro_opts *o)
     fdl_drillenv_opts_init(&eo, &ctx);
     eo.devices = o->devices;
     eo.profile = o->profile;
-    eo.fresh_registry = 1;   /* a clean registry, devices as they left the factory: repeatable figures */
+    eo.fresh_registry = !o->keep;   /* a clean registry, devices as they left the factory: repeatable figures */
     eo.progress = 1;
     eo.fleet.time_scale = o->time_scale;
     eo.fleet.ota.trial_ms = (uint64_t)(o->trial_s * 1000.0);
     eo.fleet.finalize_se_at_end = 1;
-    printf("fleetdrill rollout: %u devices; %s %s (counter %u, behaviour %s); stages", o->devices,
-           fdl_fw_tier_name(o->r.tier), fdl_fw_version_str(o->r.version, ver, sizeof ver), o->r.counter,
-           o->r.behaviour ? o->r.behaviour : "ok");
+    if (o->r.tier == FDL_TIER_KEYRING)
+        printf("fleetdrill rollout: %u devices; the keyring of the signing registry as it is now; stages", o->devices);
+    else
+        printf("fleetdrill rollout: %u devices; %s %s (counter %u, behaviour %s); stages", o->devices,
+               fdl_fw_tier_name(o->r.tier), fdl_fw_version_str(o->r.version, ver, sizeof ver), o->r.counter,
+               o->r.behaviour ? o->r.behaviour : "ok");
     for (size_t k = 0; k < o->r.n_stages; k++)
         printf("%s%u", k ? "/" : " ", o->r.stages[k]);
     printf(" %%; halt when more than %.0f %% of a stage fails\n", o->r.max_failure * 100.0);
@@ -262,10 +274,19 @@ static int do_rollout(ro_opts *o)
     for (size_t k = 0; k < ji.n_stages; k++)
         stage_line(&ji, k);
     printf("  result              %s after %.1f s: %s\n", fdl_job_state_name(ji.state), ji.elapsed_s, ji.reason);
-    printf("  fleet now           %u on %s, %u on another version, %u in trial, %u in recovery; "
-           "%u never reported on the job\n",
-           c.on_version, fdl_fw_version_str(rel.version, ver, sizeof ver), c.on_other, c.trial, c.recovery,
-           c.untouched);
+    int app = rel.tier == FDL_TIER_APPLICATION;
+    if (app)
+        printf("  fleet now           %u on %s, %u on another version, %u in trial, %u in recovery; "
+               "%u never reported on the job\n",
+               c.on_version, fdl_fw_version_str(rel.version, ver, sizeof ver), c.on_other, c.trial, c.recovery,
+               c.untouched);
+    else
+        printf("  fleet now           %u confirmed %s %s (counter %u), %u in recovery; %u never reported on the job\n",
+               ji.confirmed, fdl_fw_tier_name(rel.tier), fdl_fw_version_str(rel.version, ver, sizeof ver),
+               rel.counter, c.recovery, c.untouched);
+    if (rel.tier == FDL_TIER_KEYRING && ji.confirmed < o->devices)
+        printf("  stranded            %u devices did not confirm keyring counter %u: they keep trusting every key it "
+               "drops (retired or revoked) until they do\n", o->devices - ji.confirmed, rel.counter);
     if (fr)
         printf("  boot                %.2f ms per boot (mean of %llu boots: fuses, flash, every signature)\n",
                fr->boot_us_mean / 1000.0, (unsigned long long)fr->boots);
@@ -288,9 +309,10 @@ static int do_rollout(ro_opts *o)
     if (o->expect) {
         int want_halt = !strcmp(o->expect, "halted");
         uint32_t canary = ji.stages[0].devices;
+        uint32_t on_new = app ? c.on_version : ji.confirmed;
         int ok = want_halt ? ji.state == FDL_JOB_HALTED && ji.stage == 1 && ji.pending == o->devices - canary &&
-                                 c.untouched >= o->devices - canary && c.on_version == 0
-                           : ji.state == FDL_JOB_COMPLETED && c.on_version == o->devices;
+                                 c.untouched >= o->devices - canary && (app ? c.on_version == 0 : 1)
+                           : ji.state == FDL_JOB_COMPLETED && on_new == o->devices;
         if (!ok) {
             fprintf(stderr, "fleetdrill: the rollout did not end as expected (%s)\n", o->expect);
             rc = FDL_EXIT_FINDINGS;
@@ -320,6 +342,9 @@ int fdl_cmd_rollout(int argc, char **argv)
                                          {"stages", required_argument, 0, 'S'},
                                          {"max-failure", required_argument, 0, 'f'},
                                          {"behaviour", required_argument, 0, 'b'},
+                                         {"tier", required_argument, 0, 't'},
+                                         {"generation", required_argument, 0, 'g'},
+                                         {"keep", no_argument, 0, 'K'},
                                          {"behavior", required_argument, 0, 'b'},
                                          {"version", required_argument, 0, 'v'},
                                          {"counter", required_argument, 0, 'k'},
@@ -365,6 +390,19 @@ int fdl_cmd_rollout(int argc, char **argv)
             if (strcmp(optarg, "ok") && strcmp(optarg, "no-confirm") && strcmp(optarg, "crash"))
                 FAIL_USAGE("--behaviour is ok, no-confirm or crash");
             o.r.behaviour = optarg;
+            break;
+        case 'g':
+            if (parse_num(optarg, &v, 1, 1000))
+                FAIL_USAGE("--generation wants 1 .. 1000");
+            o.r.generation = (unsigned)v;
+            break;
+        case 'K': o.keep = 1; break;
+        case 't':
+            o.r.tier = fdl_fw_tier_parse(optarg);
+            if (o.r.tier != FDL_TIER_APPLICATION && o.r.tier != FDL_TIER_KERNEL && o.r.tier != FDL_TIER_KEYRING)
+                FAIL_USAGE("--tier is application, kernel or keyring");
+            if (o.r.tier == FDL_TIER_KEYRING)
+                o.r.counter = 0;   /* the signing registry's keyring counter */
             break;
         case 'v':
             if (fdl_fw_version_parse(optarg, &o.r.version))

@@ -84,9 +84,9 @@ static int build_locked(fdl_fwenv *e, const fdl_fwenv_image *spec, uint8_t **img
     } else {
         st = fdl_fwsign_build_image(&b, &out, &n);
         if (st == FDL_FWSIGN_OK && spec->sign == FDL_FWENV_SIGN_TIER)
-            st = fdl_fwsign_sign_image(e->fs, out, n, 0, 0, 0, NULL);
+            st = fdl_fwsign_sign_image(e->fs, out, n, 0, spec->generation, 0, NULL);
         else if (st == FDL_FWSIGN_OK && spec->sign == FDL_FWENV_SIGN_ROLE)
-            st = fdl_fwsign_sign_image(e->fs, out, n, spec->role, 0, FDL_FWSIGN_ANY_STATE, NULL);
+            st = fdl_fwsign_sign_image(e->fs, out, n, spec->role, spec->generation, FDL_FWSIGN_ANY_STATE, NULL);
         else if (st == FDL_FWSIGN_OK && spec->sign == FDL_FWENV_SIGN_ROGUE) {
             mbedtls_pk_context pk;
             mbedtls_pk_init(&pk);

@@ -81,6 +81,8 @@ typedef struct fdl_fwenv_image {
     uint32_t hw_rev;              /* 0 = FDL_FWENV_HW_REV */
     fdl_fwenv_sign sign;
     unsigned role;                /* FDL_FWENV_SIGN_ROLE: the role whose key signs */
+    unsigned generation;          /* SIGN_TIER / SIGN_ROLE: the key's generation (0 = the current
+                                     one; a next key signs during a rotation's dual-trust window) */
 } fdl_fwenv_image;
 
 /* Builds and signs an image; *img allocated (fdl_free), *len its size. 0 or -1 with err. */

@@ -48,7 +48,7 @@ int fdl_rollout_start(fdl_drillenv *e, const fdl_rollout_opts *o, fdl_rollout_re
     } else {
         fdl_fwenv_image spec = {.tier = o->tier, .version = o->version, .counter = o->counter,
                                 .behaviour = o->behaviour, .size = o->size, .hw_rev = o->hw_rev,
-                                .sign = o->sign, .role = o->sign_role};
+                                .sign = o->sign, .role = o->sign_role, .generation = o->generation};
         if (fdl_fwenv_build(fw, &spec, &img, &len, err, errcap) != 0)
             return -1;
         use = img;

@@ -25,6 +25,7 @@ typedef struct fdl_rollout_opts {
     uint32_t hw_rev;             /* the image's hardware revision; 0 = the fleet's */
     fdl_fwenv_sign sign;         /* how the image is signed (FDL_FWENV_SIGN_TIER: a genuine release) */
     unsigned sign_role;          /* for FDL_FWENV_SIGN_ROLE */
+    unsigned generation;         /* the signing key's generation; 0 = current (signing.md: rotation) */
     const uint8_t *image;        /* an image made elsewhere (borrowed; then tier .. sign are read from
                                     its header / ignored); NULL = build one */
     size_t image_len;

@@ -100,6 +100,34 @@ if command -v sqlite3 >/dev/null; then
     bad "registry reports=$reports documents=$docs"; fi
 fi
 
+# ---- a signing-key rotation, its dual-trust window, and stranded devices -------------------
+# Rotate the application key (next), roll out the keyring that trusts both, then retire the
+# old key too early: the keyring that drops it cannot run (every device's application is
+# still signed by it), the canary reverts, the rollout halts and the rest stay stranded on
+# the old keyring. Done in order — re-sign with the new key, roll it out, then the keyring —
+# it completes.
+R="$S/rot"
+RO=(--devices 10 --profile flash --state "$R")
+rot() { "$FDL" rollout "${RO[@]}" "$@" >"$S/rot.out" 2>"$S/rot.err"; }
+set +e
+rot --expect completed; r0=$?
+"$FDL" fw keys rotate --tier application --state "$R" >/dev/null; r1=$?
+rot --keep --tier keyring --expect completed; r2=$?
+"$FDL" fw keys retire --tier application --state "$R" >/dev/null; r3=$?
+rot --keep --tier keyring --canary 10 --expect halted; r4=$?
+cp "$S/rot.out" "$S/rot-early.out"
+rot --keep --version 1.2.0 --counter 3 --generation 2 --expect completed; r5=$?
+rot --keep --tier keyring --expect completed; r6=$?
+set -e
+cat "$S/rot-early.out"
+if [ "$r0$r1$r2$r3$r4$r5$r6" = "0000000" ]; then
+  ok "key rotation: keyring with both keys, then the new key's image, then the keyring without the old key"; else
+  bad "key rotation exits $r0 $r1 $r2 $r3 $r4 $r5 $r6"; tail -5 "$S/rot.err"; fi
+if grep -q "stranded            10 devices did not confirm keyring counter 3" "$S/rot-early.out" \
+   && grep -q "keyring trial reverted" "$R/devices/dev-000000/fw/boots.jsonl"; then
+  ok "retired too early: the keyring reverts on the canary, the fleet is reported stranded"; else
+  bad "early retire: no stranded report"; fi
+
 # ---- usage -------------------------------------------------------------------------------
 set +e
 "$FDL" rollout --stages 10,5,100 >/dev/null 2>&1; r1=$?
