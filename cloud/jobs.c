@@ -354,19 +354,21 @@ static int publish_stage(fdl_jobs *j, job *jb, unsigned k, int hold, char *err, 
             snprintf(err, errcap, "the job-signing key refused to sign");
             goto cleanup;
         }
+        /* Readers (fdl_jobs_document) look at docs under the lock: it moves under it too. */
+        pthread_mutex_lock(&j->mu);
         if (jb->n_docs == jb->cap_docs) {
             size_t nc = jb->cap_docs ? jb->cap_docs * 2 : 8;
             jdoc *nd = fdl_realloc(jb->docs, nc * sizeof *nd);
             if (!nd) {
+                pthread_mutex_unlock(&j->mu);
                 fdl_free(env);
                 snprintf(err, errcap, "out of memory");
                 goto cleanup;
             }
-            pthread_mutex_lock(&j->mu);
             jb->docs = nd;
             jb->cap_docs = nc;
-            pthread_mutex_unlock(&j->mu);
         }
+        pthread_mutex_unlock(&j->mu);
         for (uint32_t i = 0; i < count; i++)
             ids[i] = jb->t[at + i].id;
         int64_t pub_ms = hold ? 0 : wall_ms();

@@ -48,8 +48,10 @@
 #define FDL_JOBS_TARGETS_MAX 10000u
 /* Jobs one service keeps in memory (drills make a handful, a rollout one). */
 #define FDL_JOBS_MAX 64u
-/* Reports waiting for the worker; more are dropped and counted. */
-#define FDL_JOBS_QUEUE_MAX 65536u
+/* Reports waiting for the worker; more are dropped and counted (the stage's gate then
+ * counts the device as silent). The worker drains a batch of 1,000 per transaction, far
+ * faster than devices report; 16,384 x 340 bytes = 5.6 MB. */
+#define FDL_JOBS_QUEUE_MAX 16384u
 /* Reports remembered for fdl_jobs_reports (evidence for drills). */
 #define FDL_JOBS_RECENT 4096u
 /* Defaults: documents valid for an hour of fleet time; a stage may take 5 real minutes. */
