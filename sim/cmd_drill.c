@@ -19,6 +19,7 @@
 #include "reports/report.h"
 #include "sim/alloc.h"
 #include "sim/context.h"
+#include "sim/fdl_log.h"
 #include "sim/drillenv.h"
 #include "sim/scenario.h"
 
@@ -321,6 +322,8 @@ int fdl_cmd_drill(int argc, char **argv)
         return FDL_EXIT_USAGE;
     }
     fdl_cli_install_signals();
+    if (o.quiet && !getenv("FLEETDRILL_LOG"))
+        fdl_log_set_level(FDL_LOG_WARN); /* --quiet: warnings and errors only, the devices' info lines too */
     fdl_ctx ctx;
     if (open_ctx(&ctx, &o) != 0) {
         free_files(&fl);
@@ -475,6 +478,8 @@ int fdl_cmd_matrix(int argc, char **argv)
         return FDL_EXIT_USAGE;
     }
     fdl_cli_install_signals();
+    if (o.quiet && !getenv("FLEETDRILL_LOG"))
+        fdl_log_set_level(FDL_LOG_WARN); /* --quiet: warnings and errors only, the devices' info lines too */
     fdl_ctx ctx;
     if (open_ctx(&ctx, &o) != 0) {
         free_files(&fl);
