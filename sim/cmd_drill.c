@@ -349,7 +349,11 @@ int fdl_cmd_drill(int argc, char **argv)
     double rate = cnt.pass_rate * 100.0;
     if (run_rc == FDL_EXIT_INTERRUPTED) {
         rc = FDL_EXIT_INTERRUPTED;
-    } else if (cnt.steps + cnt.errors == 0 || rate + 1e-9 < o.min_pass) {
+    } else if (cnt.steps + cnt.errors == 0) {
+        /* A gate over nothing must not pass silently (a directory of drills that define no step). */
+        printf("\nfleetdrill: no attack step ran, so there is no pass rate to gate on\n");
+        rc = FDL_EXIT_FINDINGS;
+    } else if (rate + 1e-9 < o.min_pass) {
         printf("\nfleetdrill: pass rate %.1f%% is below --min-pass %.1f%%\n", rate, o.min_pass);
         rc = FDL_EXIT_FINDINGS;
     } else {
