@@ -32,7 +32,9 @@ r = json.load(open(sys.argv[1]))
 names = {s["name"] for s in r["scenarios"]}
 want = {"stolen certificate (se)", "stolen certificate and key (flash)", "rogue-CA man in the middle",
         "TLS downgrade", "cross-device publish and subscribe", "wildcard policy misconfiguration",
-        "junk payload", "revocation under load"}
+        "junk payload", "revocation under load",
+        "stolen certificate and cross-device publish (jitr fleet)",
+        "stolen certificate and cross-device publish (claim fleet)"}
 missing = want - names
 assert not missing, f"drills missing: {missing}"
 assert r["summary"]["errors"] == 0, r["summary"]
