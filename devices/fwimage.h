@@ -1,7 +1,7 @@
 /*
  * devices/fwimage.h — the signed firmware image: format, parser, signature check.
  *
- * An image is a 128-byte header followed by the payload (docs/firmware.md):
+ * An image is a 128-byte header followed by the payload (docs/firmware-formats.md):
  *
  *   off size field
  *     0   4  magic "FDFW"
@@ -41,6 +41,7 @@
 #define FDL_FW_KEYID_LEN 8
 #define FDL_FW_PUB_LEN 65               /* 0x04 || X || Y */
 #define FDL_FW_SIG_LEN 64
+#define FDL_FW_SIG_DER_MAX 72          /* longest DER Ecdsa-Sig-Value of P-256 */
 
 /* Update tiers, by blast radius. Each has its own signing key; the keyring
  * (the device's list of trusted keys per tier) is itself an image, signed by
@@ -95,9 +96,11 @@ typedef struct fdl_fw_hdr {
     uint8_t sig[FDL_FW_SIG_LEN];
 } fdl_fw_hdr;
 
-/* Packs "1.2.3" into out (each part 0..255); 0, or -1 if malformed. */
+/* Packs "1.2.3" into out (each part 0..255, decimal, no leading zeros); 0, or -1 if malformed. */
 int fdl_fw_version_parse(const char *s, uint32_t *out);
-/* "1.2.3" into buf (at least 12 bytes). Returns buf. */
+/* "1.2.3" into buf. 12 bytes hold every version fdl_fw_version_parse makes; 16
+ * hold any uint32 (the patch field is the low 16 bits and is shown whole, so a
+ * header with stray bits never displays as a look-alike). Returns buf. */
 const char *fdl_fw_version_str(uint32_t v, char *buf, size_t cap);
 
 /* Parses the header in buf[0..len) (len >= FDL_FW_HDR_LEN; extra bytes ignored). */
@@ -110,6 +113,8 @@ void fdl_fwimage_encode_hdr(const fdl_fw_hdr *h, uint8_t out[FDL_FW_HDR_LEN]);
 /* SHA-256 of the signed part of h (what the signer signs). */
 void fdl_fwimage_signed_hash(const fdl_fw_hdr *h, uint8_t out[32]);
 
+/* SHA-256 over a public key's 65-byte point: what the eFuses hold for the root key. */
+void fdl_fw_key_hash(const uint8_t pub[FDL_FW_PUB_LEN], uint8_t out[32]);
 /* Key id of a public key (first 8 bytes of SHA-256 over the 65-byte point). */
 void fdl_fw_key_id(const uint8_t pub[FDL_FW_PUB_LEN], uint8_t id[FDL_FW_KEYID_LEN]);
 /* Hex of a key id into buf (17 bytes). Returns buf. */
@@ -119,8 +124,20 @@ const char *fdl_fw_key_id_hex(const uint8_t id[FDL_FW_KEYID_LEN], char *buf, siz
  * (also for a key id that does not match pub). */
 fdl_fw_status fdl_fwimage_verify_sig(const fdl_fw_hdr *h, const uint8_t pub[FDL_FW_PUB_LEN]);
 
+/* 1 if pub is an uncompressed point on P-256 (0x04 || X || Y, on the curve), else 0. */
+int fdl_fw_pub_valid(const uint8_t pub[FDL_FW_PUB_LEN]);
+/* ECDSA P-256 check of a raw r || s signature over a SHA-256 hash: the one
+ * verification the image and job-document checks share. FDL_FW_OK,
+ * FDL_FW_ERR_SIGNATURE (also for a key that is not a curve point, r or s out of
+ * range), FDL_FW_ERR_ARG (NULL) or FDL_FW_ERR_CRYPTO (out of memory). */
+fdl_fw_status fdl_fw_ecdsa_verify(const uint8_t pub[FDL_FW_PUB_LEN], const uint8_t hash[32],
+                                  const uint8_t sig[FDL_FW_SIG_LEN]);
+
 /* Raw r||s <-> DER Ecdsa-Sig-Value (what PKCS#11 C_Sign via fdl_se_key_sign and
- * mbedTLS produce). 0 or -1. */
+ * mbedTLS produce). from_der is strict (one SEQUENCE of two minimal positive
+ * INTEGERs of at most 32 bytes, nothing after): 0 or -1. to_der returns the
+ * length written (at most FDL_FW_SIG_DER_MAX), or 0 if cap is too small. */
 int fdl_fw_sig_from_der(const uint8_t *der, size_t len, uint8_t raw[FDL_FW_SIG_LEN]);
+size_t fdl_fw_sig_to_der(const uint8_t raw[FDL_FW_SIG_LEN], uint8_t *der, size_t cap);
 
 #endif

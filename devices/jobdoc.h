@@ -38,8 +38,20 @@
  *   "targets"  array of 1 .. FDL_JOBDOC_TARGETS_MAX device ids (strings 1..47 bytes)
  *   "hw"       optional array of 1 .. 16 integers: hardware revisions it is for
  *
+ * One spelling per value, since the bytes are what is signed: strings (member
+ * names too) are written without backslash escapes; integers are plain decimal
+ * (no sign, fraction or exponent); "tier" is the canonical name (not "app");
+ * "version" has no leading zeros; targets are 1..47 bytes of [A-Za-z0-9._-]
+ * (device ids).
+ * A document that is not JSON, or not an object, is FDL_JOB_ERR_JSON; one that
+ * is JSON but breaks the schema (including a nested container, a string over
+ * 64 bytes or more targets than allowed) is FDL_JOB_ERR_FIELD; expires <=
+ * issued is FDL_JOB_ERR_FIELD too.
+ *
  * Sans-I/O; the parser borrows the buffer (targets are views into it) and does
- * not allocate. Hostile input returns a named status, never a crash.
+ * not allocate (its JSON token array, about 100 KiB, is on the stack). Hostile
+ * input returns a named status, never a crash. The JSON is read with the strict
+ * parser of cloud/json.h (duplicate keys refused, UTF-8 checked).
  */
 #ifndef FDL_JOBDOC_H
 #define FDL_JOBDOC_H
@@ -56,6 +68,9 @@
 #define FDL_JOBDOC_TARGETS_MAX 4096
 #define FDL_JOBDOC_HW_MAX 16
 #define FDL_JOBDOC_ID_MAX 64             /* job and artifact ids, with NUL */
+#define FDL_JOBDOC_TARGET_MAX 47         /* bytes of one target device id */
+#define FDL_JOBDOC_OVERHEAD 80           /* envelope bytes around the document: 8 + 8 + 64 */
+#define FDL_JOBDOC_SKEW_MS (5u * 60u * 1000u) /* a document issued this far in the device's future still counts */
 
 typedef enum fdl_jobdoc_status {
     FDL_JOB_OK = 0,
@@ -89,11 +104,13 @@ typedef struct fdl_jobdoc {
     /* the envelope, as parsed (views into the caller's buffer) */
     const uint8_t *doc;          /* the JSON text */
     size_t doc_len;
+    size_t targets_at, targets_len;  /* the "targets" array's bytes within doc */
     uint8_t key_id[FDL_FW_KEYID_LEN];
     uint8_t sig[FDL_FW_SIG_LEN];
 } fdl_jobdoc;
 
-/* Parses an envelope and its document (no signature or target check). */
+/* Parses an envelope and its document (no signature or target check). buf is
+ * borrowed: out's views point into it. *out is written only on FDL_JOB_OK. */
 fdl_jobdoc_status fdl_jobdoc_parse(const uint8_t *buf, size_t len, fdl_jobdoc *out);
 /* true if id is one of the document's targets (walks the JSON again: no copy). */
 bool fdl_jobdoc_targets(const fdl_jobdoc *jd, const char *id);
