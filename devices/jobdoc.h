@@ -39,9 +39,10 @@
  *   "hw"       optional array of 1 .. 16 integers: hardware revisions it is for
  *
  * One spelling per value, since the bytes are what is signed: strings (member
- * names too) are written without backslash escapes; integers are plain decimal (no sign,
- * fraction or exponent); "tier" is the canonical name (not "app"); "version" has
- * no leading zeros; targets are 1..47 bytes of [A-Za-z0-9._-] (device ids).
+ * names too) are written without backslash escapes; integers are plain decimal
+ * (no sign, fraction or exponent); "tier" is the canonical name (not "app");
+ * "version" has no leading zeros; targets are 1..47 bytes of [A-Za-z0-9._-]
+ * (device ids).
  * A document that is not JSON, or not an object, is FDL_JOB_ERR_JSON; one that
  * is JSON but breaks the schema (including a nested container, a string over
  * 64 bytes or more targets than allowed) is FDL_JOB_ERR_FIELD; expires <=

@@ -69,7 +69,9 @@ static void usage(FILE *out)
             "  drill PATH... [--junit F ...]  run Lua scenario drills, judge each attack from its evidence,\n"
             "                                 report (table, JSON, JUnit, HTML, history); CI gate --min-pass\n"
             "  matrix [PATH...]               every drill once per defence switched off: attack x layer matrix\n"
-            "  report --compare PREVIOUS      what changed since an earlier drill (history database)\n\n"
+            "  report --compare PREVIOUS      what changed since an earlier drill (history database)\n"
+            "  fw build|sign|inspect|keys|keyring  firmware images, their signing keys (offline token),\n"
+            "                                 keyrings; inspect shows a parsed header and its signer\n\n"
             "common options:\n"
             "  --state DIR     state directory (default $FLEETDRILL_STATE or ./.fleetdrill)\n"
             "  -h, --help      help for a command\n\n"
@@ -796,6 +798,8 @@ int fdl_cli_main(int argc, char **argv)
         return fdl_cmd_matrix(argc - 1, argv + 1);
     if (!strcmp(cmd, "report"))
         return fdl_cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fw"))
+        return fdl_cmd_fw(argc - 1, argv + 1);
     fprintf(stderr, "fleetdrill: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return FDL_EXIT_USAGE;

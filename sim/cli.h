@@ -24,6 +24,7 @@ int fdl_cmd_audit(int argc, char **argv);   /* sim/cmd_audit.c */
 int fdl_cmd_drill(int argc, char **argv);   /* sim/cmd_drill.c */
 int fdl_cmd_matrix(int argc, char **argv);  /* sim/cmd_drill.c */
 int fdl_cmd_report(int argc, char **argv);  /* sim/cmd_drill.c */
+int fdl_cmd_fw(int argc, char **argv);      /* sim/cmd_fw.c */
 
 /* SIGINT/SIGTERM stop the fleet gracefully (a second one kills the broker and exits
  * 130), SIGPIPE is ignored, and brokers are stopped at exit. */

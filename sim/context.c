@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cloud/fwsign.h"
 #include "devices/tls.h"
 #include "fdl_buildcfg.h"
 #include "sim/fsutil.h"
@@ -38,12 +39,19 @@ static int write_openssl_cnf(fdl_ctx *c)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* Tokens whose keys cannot be remade (CAs, firmware signing): never moved aside. */
+static int infrastructure_token(const char *label)
+{
+    return !strcmp(label, FDL_PKI_TOKEN_LABEL) || !strcmp(label, FDL_PKI_FACTORY_TOKEN_LABEL) ||
+           !strcmp(label, FDL_FWSIGN_TOKEN) || !strcmp(label, FDL_FWSIGN_JOBS_TOKEN);
+}
+
 /*
  * SoftHSM2 aborts C_Initialize when two tokens map to the same slot number
  * (see fdl_se_slot_collisions). A device token is cheap to remake: move it
  * aside into hsm/quarantine/ and drop the device's certificate, so the next
  * provisioning pass gives it a new token (new random serial), key and
- * certificate under the same id. The CA token is never moved.
+ * certificate under the same id. The CA and signing tokens are never moved.
  */
 static int heal_slot_collisions(const fdl_state *st, char *err, size_t errcap)
 {
@@ -63,12 +71,13 @@ static int heal_slot_collisions(const fdl_state *st, char *err, size_t errcap)
     }
     for (int i = 0; i < n; i++) {
         const char *dir = col[i].token_dir, *label = col[i].label;
-        if (!strcmp(label, FDL_PKI_TOKEN_LABEL) && col[i].other_dir[0]) {
+        if (infrastructure_token(label) && col[i].other_dir[0]) {
             dir = col[i].other_dir;
             label = col[i].other_label;
         }
-        if (!strcmp(label, FDL_PKI_TOKEN_LABEL) || !label[0]) {
-            snprintf(err, errcap, "SoftHSM2 slot collision involving the CA token (%s); cannot repair", dir);
+        if (infrastructure_token(label) || !label[0]) {
+            snprintf(err, errcap, "SoftHSM2 slot collision involving the CA or signing token (%s); cannot repair",
+                     dir);
             return -1;
         }
         char dest[FDL_PATH_MAX], cert[FDL_PATH_MAX];
