@@ -130,9 +130,14 @@ cleanup:
 int fdl_atk_log_wait(const fdl_atk_target *t, uint64_t from, const char *needle, int max_lines, unsigned wait_ms,
                      fdl_atk_result *r)
 {
+    /* Once a line matches, wait a little longer for its siblings: one refusal can log
+     * several lines (an OpenSSL error queue), and a loaded broker writes them apart. */
+    unsigned settle = 0;
     for (unsigned waited = 0;; waited += 20) {
         int n = fdl_atk_log_since(t, from, needle, 0, NULL);
-        if (n > 0 || waited >= wait_ms)
+        if (n > 0)
+            settle += 20;
+        if (settle > 300 || (n > 0 && n >= max_lines) || waited >= wait_ms)
             return fdl_atk_log_since(t, from, needle, max_lines, r);
         usleep(20000);
     }

@@ -98,7 +98,9 @@ int fdl_atk_log_since(const fdl_atk_target *t, uint64_t from, const char *needle
 
 /*
  * Same, but waits up to wait_ms (polling every 20 ms) for at least one matching
- * line: Mosquitto writes its log a moment after acting. Returns the count.
+ * line: Mosquitto writes its log a moment after acting. After the first match it
+ * waits up to 300 ms more (or until max_lines match) for the lines logged with it:
+ * one refusal can be several lines. Returns the count.
  */
 int fdl_atk_log_wait(const fdl_atk_target *t, uint64_t from, const char *needle, int max_lines, unsigned wait_ms,
                      fdl_atk_result *r);

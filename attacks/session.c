@@ -159,6 +159,23 @@ static void on_message(void *ud, const fdl_mqtt_publish *p)
     s->n_msgs++;
 }
 
+/* Larger than the device stack takes in: skipped by the MQTT client, but it was
+ * delivered, which is what an observer reports. payload_len = its full length. */
+static void on_oversized(void *ud, const fdl_mqtt_publish *p, size_t full)
+{
+    fdl_atk_sess *s = ud;
+    if (s->n_msgs < FDL_ATK_SESS_MSGS) {
+        fdl_atk_msg *m = &s->msgs[s->n_msgs];
+        size_t tl = p->topic.len < sizeof m->topic - 1 ? p->topic.len : sizeof m->topic - 1;
+        memcpy(m->topic, p->topic.ptr ? (const char *)p->topic.ptr : "", tl);
+        m->topic[tl] = '\0';
+        m->payload_len = full;
+        memcpy(m->payload, p->payload ? p->payload : (const uint8_t *)"",
+               p->payload_len < FDL_ATK_MSG_KEEP ? p->payload_len : FDL_ATK_MSG_KEEP);
+    }
+    s->n_msgs++;
+}
+
 static void on_puback(void *ud, uint16_t id, uint64_t lat)
 {
     fdl_atk_sess *s = ud;
@@ -195,6 +212,7 @@ static const fdl_mqttc_callbacks mq_cbs = {
     .on_puback = on_puback,
     .on_suback = on_suback,
     .on_error = on_mq_error,
+    .on_oversized = on_oversized,
 };
 
 static void on_tp(fdl_transport *t, fdl_tp_event ev, int status, void *user)

@@ -846,12 +846,13 @@ static fdl_audit_status share_flush(audit *a, const share *g)
         sev = FDL_AUDIT_MEDIUM;
         line_add(&l, "one certificate connected from several addresses in turn: device %s, ", g->device);
     }
-    line_add(&l, "%zu%s client %s (\"%s\"%s%s%s), %zu%s %s (%s%s%s); %llu %s in the last %s, %llu open",
+    /* Two examples of each; ", ..." says there are more than the two shown. */
+    line_add(&l, "%zu%s client %s (\"%s\"%s%s%s%s), %zu%s %s (%s%s%s%s); %llu %s in the last %s, %llu open",
              g->ncid, more_c, plural((int64_t)g->ncid, "id", "ids"), g->cid_ex[0], g->ncid > 1 ? ", \"" : "",
-             g->ncid > 1 ? g->cid_ex[1] : "", g->ncid > 1 ? "\"" : "", g->naddr, more_a,
-             plural((int64_t)g->naddr, "address", "addresses"), g->addr_ex[0], g->naddr > 1 ? ", " : "",
-             g->naddr > 1 ? g->addr_ex[1] : "", (unsigned long long)g->n, plural((int64_t)g->n, "session", "sessions"),
-             hours, (unsigned long long)g->open);
+             g->ncid > 1 ? g->cid_ex[1] : "", g->ncid > 1 ? "\"" : "", g->ncid > 2 ? ", ..." : "", g->naddr,
+             more_a, plural((int64_t)g->naddr, "address", "addresses"), g->addr_ex[0], g->naddr > 1 ? ", " : "",
+             g->naddr > 1 ? g->addr_ex[1] : "", g->naddr > 2 ? ", ..." : "", (unsigned long long)g->n,
+             plural((int64_t)g->n, "session", "sessions"), hours, (unsigned long long)g->open);
     return add(a, FDL_AUDIT_CERT_SHARED, sev, "certificate", g->fp, &l);
 }
 

@@ -37,7 +37,7 @@ const char *fdl_efuse_strerror(fdl_efuse_status st)
 
 /* ---- the file -------------------------------------------------------------- */
 
-static void put32(uint8_t *p, uint32_t v)
+static void ef_put32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
@@ -45,7 +45,7 @@ static void put32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-static uint32_t get32(const uint8_t *p)
+static uint32_t ef_get32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -53,7 +53,7 @@ static uint32_t get32(const uint8_t *p)
 static void encode(const uint8_t bank[FDL_EFUSE_BANK_LEN], uint8_t out[FDL_EFUSE_FILE_LEN])
 {
     memcpy(out, FDL_EFUSE_MAGIC, 4);
-    put32(out + 4, FDL_EFUSE_VERSION);
+    ef_put32(out + 4, FDL_EFUSE_VERSION);
     memcpy(out + 8, bank, FDL_EFUSE_BANK_LEN);
     mbedtls_sha256(out, 8 + FDL_EFUSE_BANK_LEN, out + 8 + FDL_EFUSE_BANK_LEN, 0);
 }
@@ -98,7 +98,7 @@ static bool bank_valid(const uint8_t *bank)
 static fdl_efuse_status decode(const uint8_t *buf, size_t len, uint8_t bank[FDL_EFUSE_BANK_LEN])
 {
     uint8_t sum[32];
-    if (len != FDL_EFUSE_FILE_LEN || memcmp(buf, FDL_EFUSE_MAGIC, 4) != 0 || get32(buf + 4) != FDL_EFUSE_VERSION)
+    if (len != FDL_EFUSE_FILE_LEN || memcmp(buf, FDL_EFUSE_MAGIC, 4) != 0 || ef_get32(buf + 4) != FDL_EFUSE_VERSION)
         return FDL_EFUSE_ERR_CORRUPT;
     mbedtls_sha256(buf, 8 + FDL_EFUSE_BANK_LEN, sum, 0);
     if (memcmp(sum, buf + 8 + FDL_EFUSE_BANK_LEN, 32) != 0)
@@ -144,7 +144,7 @@ fdl_efuse_status fdl_efuse_create(const char *path, const fdl_efuse_factory *f, 
         memcpy(e->bank + FDL_EFUSE_OFF_ROOT, f->root_hash, 32);
         e->bank[FDL_EFUSE_OFF_FLAGS] = (uint8_t)((f->secure_boot ? FDL_EFUSE_SECURE_BOOT : 0) |
                                                   (f->debug_disabled ? FDL_EFUSE_DEBUG_DISABLED : 0));
-        put32(e->bank + FDL_EFUSE_OFF_HWREV, f->hw_rev);
+        ef_put32(e->bank + FDL_EFUSE_OFF_HWREV, f->hw_rev);
         for (unsigned t = 1; t < FDL_EFUSE_FLOOR_TIERS; t++) {
             if (f->floor[t] > FDL_EFUSE_FLOOR_MAX) {
                 fdl_efuse_free(e);
@@ -299,7 +299,7 @@ fdl_efuse_status fdl_efuse_program_hw_rev(fdl_efuse *e, uint32_t rev)
         return FDL_EFUSE_ERR_ARG;
     if (fdl_efuse_hw_rev(e) != 0)
         return FDL_EFUSE_ERR_PROGRAMMED;
-    put32(v, rev);
+    ef_put32(v, rev);
     return fdl_efuse_program(e, FDL_EFUSE_OFF_HWREV, v, 4);
 }
 
@@ -368,7 +368,7 @@ bool fdl_efuse_debug_disabled(const fdl_efuse *e)
 
 uint32_t fdl_efuse_hw_rev(const fdl_efuse *e)
 {
-    return e ? get32(e->bank + FDL_EFUSE_OFF_HWREV) : 0;
+    return e ? ef_get32(e->bank + FDL_EFUSE_OFF_HWREV) : 0;
 }
 
 uint32_t fdl_efuse_floor(const fdl_efuse *e, unsigned tier)

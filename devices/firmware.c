@@ -325,8 +325,8 @@ static const char *behaviour_name(fdl_fw_behaviour b)
     return "?";
 }
 
-static void set_err(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t cap, const char *fmt, ...)
+static void fw_err(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fw_err(char *err, size_t cap, const char *fmt, ...)
 {
     if (!err || !cap)
         return;
@@ -524,13 +524,13 @@ static int read_rootkeys(fdl_fw *fw, const char *dir, char *err, size_t errcap)
     snprintf(path, sizeof path, "%s/" ROOTKEYS_FILE, dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errcap, "firmware: %s: %s", path, strerror(errno));
+        fw_err(err, errcap, "firmware: %s: %s", path, strerror(errno));
         return -1;
     }
     ssize_t n = read(fd, buf, sizeof buf);
     close(fd);
     if (n <= 0 || n % FDL_FW_PUB_LEN != 0 || n > FDL_EFUSE_ROOT_SLOTS * FDL_FW_PUB_LEN) {
-        set_err(err, errcap, "firmware: %s: not 1..%d public keys", path, FDL_EFUSE_ROOT_SLOTS);
+        fw_err(err, errcap, "firmware: %s: not 1..%d public keys", path, FDL_EFUSE_ROOT_SLOTS);
         return -1;
     }
     fw->n_root = (unsigned)(n / FDL_FW_PUB_LEN);
@@ -594,7 +594,7 @@ static int open_existing(fdl_fw *fw, const char *dir, char *err, size_t errcap)
     snprintf(path, sizeof path, "%s/efuse", dir);
     fdl_efuse_status est = fdl_efuse_open(path, &fw->efuse);
     if (est != FDL_EFUSE_OK) {
-        set_err(err, errcap, "firmware: eFuses of %s: %s", dir, fdl_efuse_strerror(est));
+        fw_err(err, errcap, "firmware: eFuses of %s: %s", dir, fdl_efuse_strerror(est));
         return -1;
     }
     if (fdl_flash_open(dir, &fw->flash, err, errcap) != 0)
@@ -628,7 +628,7 @@ static int ensure_factory_image(const char *factory_dir, const uint8_t sha[32], 
         return -1;
     if (stat(path, &sb) == 0) {
         if ((size_t)sb.st_size != len) {
-            set_err(err, errcap, "firmware: %s exists with another size", path);
+            fw_err(err, errcap, "firmware: %s exists with another size", path);
             return -1;
         }
         return 0;   /* same name = same content; the boot hashes it anyway */
@@ -637,7 +637,7 @@ static int ensure_factory_image(const char *factory_dir, const uint8_t sha[32], 
     if (rc == 0)
         rc = fdl_write_file_atomic(path, img, len, 0444);
     if (rc != 0) {
-        set_err(err, errcap, "firmware: cannot write %s: %s", path, strerror(-rc));
+        fw_err(err, errcap, "firmware: cannot write %s: %s", path, strerror(-rc));
         return -1;
     }
     return 0;
@@ -661,7 +661,7 @@ int fdl_fw_factory_prepare(fdl_fw_factory *f, char *err, size_t errcap)
         return -1;
     f->prepared = false;
     if (!f->root_pub || f->root_pub[0] != 0x04) {
-        set_err(err, errcap, "firmware: factory: no root public key");
+        fw_err(err, errcap, "firmware: factory: no root public key");
         return -1;
     }
     for (unsigned t = 1; t < FDL_TIER_COUNT; t++) {
@@ -669,14 +669,14 @@ int fdl_fw_factory_prepare(fdl_fw_factory *f, char *err, size_t errcap)
         const uint8_t *payload;
         if (!f->image[t]) {
             if (tier_required(t)) {
-                set_err(err, errcap, "firmware: factory: no %s image", fdl_fw_tier_name(t));
+                fw_err(err, errcap, "firmware: factory: no %s image", fdl_fw_tier_name(t));
                 return -1;
             }
             continue;
         }
         fdl_fw_status st = fdl_fwimage_parse(f->image[t], f->image_len[t], &h, &payload);
         if (st != FDL_FW_OK || h.tier != t || h.counter > FDL_EFUSE_FLOOR_MAX) {
-            set_err(err, errcap, "firmware: factory %s image: %s", fdl_fw_tier_name(t),
+            fw_err(err, errcap, "firmware: factory %s image: %s", fdl_fw_tier_name(t),
                     st != FDL_FW_OK ? fdl_fw_strerror(st) : h.tier != t ? "wrong tier" : "counter over the fuse maximum");
             return -1;
         }
@@ -740,25 +740,25 @@ static int create_storage(const char *dir, const fdl_fw_factory *given, char *er
         fdl_mkdir_p(parent, 0755);
     }
     if (!mkdtemp(tmp)) {
-        set_err(err, errcap, "firmware: mkdtemp %s: %s", tmp, strerror(errno));
+        fw_err(err, errcap, "firmware: mkdtemp %s: %s", tmp, strerror(errno));
         return -1;
     }
     snprintf(path, sizeof path, "%s/" ROOTKEYS_FILE, tmp);
     if (write_new_file(path, f->root_pub, FDL_FW_PUB_LEN) != 0) {
-        set_err(err, errcap, "firmware: cannot write %s", path);
+        fw_err(err, errcap, "firmware: cannot write %s", path);
         goto cleanup;
     }
     if (f->factory_dir) {
         snprintf(path, sizeof path, "%s/" FACTORY_FILE, tmp);
         if (write_new_file(path, f->factory_dir, strlen(f->factory_dir)) != 0) {
-            set_err(err, errcap, "firmware: cannot write %s", path);
+            fw_err(err, errcap, "firmware: cannot write %s", path);
             goto cleanup;
         }
     }
     snprintf(path, sizeof path, "%s/efuse", tmp);
     fdl_efuse_status est = fdl_efuse_create(path, &ef, &e);
     if (est != FDL_EFUSE_OK) {
-        set_err(err, errcap, "firmware: eFuses: %s", fdl_efuse_strerror(est));
+        fw_err(err, errcap, "firmware: eFuses: %s", fdl_efuse_strerror(est));
         goto cleanup;
     }
     if (fdl_flash_create(tmp, &bc, err, errcap) != 0 || fdl_flash_open(tmp, &fl, err, errcap) != 0)
@@ -766,7 +766,7 @@ static int create_storage(const char *dir, const fdl_fw_factory *given, char *er
     if (!f->factory_dir)
         for (unsigned t = 1; t < FDL_TIER_COUNT; t++)
             if (f->image[t] && fdl_flash_slot_write(fl, t, 0, 0, f->image[t], f->image_len[t]) != 0) {
-                set_err(err, errcap, "firmware: cannot write the %s slot", fdl_fw_tier_name(t));
+                fw_err(err, errcap, "firmware: cannot write the %s slot", fdl_fw_tier_name(t));
                 goto cleanup;
             }
     if (rename(tmp, dir) != 0) {
@@ -774,7 +774,7 @@ static int create_storage(const char *dir, const fdl_fw_factory *given, char *er
         if (errno == ENOTEMPTY || errno == EEXIST)
             rc = 0;
         else
-            set_err(err, errcap, "firmware: rename %s: %s", dir, strerror(errno));
+            fw_err(err, errcap, "firmware: rename %s: %s", dir, strerror(errno));
         goto cleanup;
     }
     tmp[0] = '\0';
@@ -803,13 +803,13 @@ int fdl_fw_open(const char *dir, const fdl_fw_factory *factory, fdl_fw **out, ch
 {
     bool exists = false;
     if (!dir || !out) {
-        set_err(err, errcap, "firmware: bad arguments");
+        fw_err(err, errcap, "firmware: bad arguments");
         return -1;
     }
     *out = NULL;
     if (dir_empty_or_absent(dir, &exists)) {
         if (!factory) {
-            set_err(err, errcap, "firmware: %s has no firmware storage and no factory was given", dir);
+            fw_err(err, errcap, "firmware: %s has no firmware storage and no factory was given", dir);
             return -1;
         }
         if (create_storage(dir, factory, err, errcap) != 0)
@@ -817,19 +817,19 @@ int fdl_fw_open(const char *dir, const fdl_fw_factory *factory, fdl_fw **out, ch
     }
     fdl_fw *fw = fdl_calloc(1, sizeof *fw);
     if (!fw) {
-        set_err(err, errcap, "firmware: out of memory");
+        fw_err(err, errcap, "firmware: out of memory");
         return -1;
     }
     fw->recovery = true;
     fw->dir = fdl_strdup(dir);
     const char *fdir = factory ? factory->factory_dir : NULL;
     if (!fw->dir || (fdir && !(fw->factory_dir = fdl_strdup(fdir)))) {
-        set_err(err, errcap, "firmware: out of memory");
+        fw_err(err, errcap, "firmware: out of memory");
         fdl_fw_free(fw);
         return -1;
     }
     if (!fdir && read_factory_dir(fw, dir) != 0) {
-        set_err(err, errcap, "firmware: out of memory");
+        fw_err(err, errcap, "firmware: out of memory");
         fdl_fw_free(fw);
         return -1;
     }

@@ -49,19 +49,19 @@ uint32_t fdl_crc32(const void *data, size_t len)
 #define SLOT_LEN 40
 #define OFF_CRC (FDL_BOOTCTL_COPY_LEN - 4)
 
-static void put32(uint8_t *p, uint32_t v)
+static void bc_put32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (uint8_t)(v >> (24 - 8 * i));
 }
 
-static void put64(uint8_t *p, uint64_t v)
+static void bc_put64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
-static uint32_t get32(const uint8_t *p)
+static uint32_t bc_get32(const uint8_t *p)
 {
     uint32_t v = 0;
     for (int i = 0; i < 4; i++)
@@ -69,7 +69,7 @@ static uint32_t get32(const uint8_t *p)
     return v;
 }
 
-static uint64_t get64(const uint8_t *p)
+static uint64_t bc_get64(const uint8_t *p)
 {
     uint64_t v = 0;
     for (int i = 0; i < 8; i++)
@@ -81,9 +81,9 @@ void fdl_bootctl_encode(const fdl_bootctl *bc, uint8_t out[FDL_BOOTCTL_COPY_LEN]
 {
     memset(out, 0, FDL_BOOTCTL_COPY_LEN);
     memcpy(out, FDL_BOOTCTL_MAGIC, 4);
-    put32(out + 4, FDL_BOOTCTL_VERSION);
-    put64(out + 8, bc->seq);
-    put64(out + 16, bc->job_seq);
+    bc_put32(out + 4, FDL_BOOTCTL_VERSION);
+    bc_put64(out + 8, bc->seq);
+    bc_put64(out + 16, bc->job_seq);
     memcpy(out + 24, bc->job, FDL_BOOTCTL_JOB_MAX);
     out[24 + FDL_BOOTCTL_JOB_MAX - 1] = '\0';
     for (unsigned t = 1; t < FDL_FLASH_TIERS; t++) {
@@ -92,28 +92,28 @@ void fdl_bootctl_encode(const fdl_bootctl *bc, uint8_t out[FDL_BOOTCTL_COPY_LEN]
         p[0] = ti->state;
         p[1] = ti->active;
         p[2] = ti->trial_boots;
-        put64(p + 4, ti->trial_ms);
-        put64(p + 12, ti->deadline_ms);
+        bc_put64(p + 4, ti->trial_ms);
+        bc_put64(p + 12, ti->deadline_ms);
         for (unsigned s = 0; s < 2; s++) {
             uint8_t *q = p + 20 + s * SLOT_LEN;
             q[0] = ti->slot[s].src;
             q[1] = ti->slot[s].rejected;
-            put32(q + 4, ti->slot[s].size);
+            bc_put32(q + 4, ti->slot[s].size);
             memcpy(q + 8, ti->slot[s].sha256, 32);
         }
     }
-    put32(out + OFF_CRC, fdl_crc32(out, OFF_CRC));
+    bc_put32(out + OFF_CRC, fdl_crc32(out, OFF_CRC));
 }
 
 int fdl_bootctl_decode(const uint8_t in[FDL_BOOTCTL_COPY_LEN], fdl_bootctl *out)
 {
     fdl_bootctl bc;
     memset(&bc, 0, sizeof bc);
-    if (memcmp(in, FDL_BOOTCTL_MAGIC, 4) != 0 || get32(in + 4) != FDL_BOOTCTL_VERSION ||
-        get32(in + OFF_CRC) != fdl_crc32(in, OFF_CRC))
+    if (memcmp(in, FDL_BOOTCTL_MAGIC, 4) != 0 || bc_get32(in + 4) != FDL_BOOTCTL_VERSION ||
+        bc_get32(in + OFF_CRC) != fdl_crc32(in, OFF_CRC))
         return -1;
-    bc.seq = get64(in + 8);
-    bc.job_seq = get64(in + 16);
+    bc.seq = bc_get64(in + 8);
+    bc.job_seq = bc_get64(in + 16);
     if (!memchr(in + 24, '\0', FDL_BOOTCTL_JOB_MAX))
         return -1;
     memcpy(bc.job, in + 24, FDL_BOOTCTL_JOB_MAX);
@@ -123,15 +123,15 @@ int fdl_bootctl_decode(const uint8_t in[FDL_BOOTCTL_COPY_LEN], fdl_bootctl *out)
         ti->state = p[0];
         ti->active = p[1];
         ti->trial_boots = p[2];
-        ti->trial_ms = get64(p + 4);
-        ti->deadline_ms = get64(p + 12);
+        ti->trial_ms = bc_get64(p + 4);
+        ti->deadline_ms = bc_get64(p + 12);
         if (ti->state > FDL_TS_TRIAL || ti->active > 1)
             return -1;
         for (unsigned s = 0; s < 2; s++) {
             const uint8_t *q = p + 20 + s * SLOT_LEN;
             ti->slot[s].src = q[0];
             ti->slot[s].rejected = q[1];
-            ti->slot[s].size = get32(q + 4);
+            ti->slot[s].size = bc_get32(q + 4);
             memcpy(ti->slot[s].sha256, q + 8, 32);
             if (ti->slot[s].src > FDL_SLOT_OWN || ti->slot[s].rejected > 1)
                 return -1;
@@ -159,7 +159,7 @@ int fdl_bootctl_decode(const uint8_t in[FDL_BOOTCTL_COPY_LEN], fdl_bootctl *out)
 
 /* ---- file helpers ------------------------------------------------------------ */
 
-static void set_err(char *err, size_t cap, const char *fmt, const char *a, const char *b)
+static void flash_err(char *err, size_t cap, const char *fmt, const char *a, const char *b)
 {
     if (err && cap)
         snprintf(err, cap, fmt, a, b);
@@ -219,7 +219,7 @@ int fdl_flash_create(const char *dir, const fdl_bootctl *bc, char *err, size_t e
     char path[4096];
     uint8_t both[2 * FDL_BOOTCTL_COPY_LEN];
     if (!dir || !bc || bootctl_path(dir, path, sizeof path) != 0) {
-        set_err(err, errcap, "flash: bad directory%s%s", "", "");
+        flash_err(err, errcap, "flash: bad directory%s%s", "", "");
         return -1;
     }
     fdl_bootctl first = *bc;
@@ -228,7 +228,7 @@ int fdl_flash_create(const char *dir, const fdl_bootctl *bc, char *err, size_t e
     memcpy(both + FDL_BOOTCTL_COPY_LEN, both, FDL_BOOTCTL_COPY_LEN);
     int rc = pwrite_file(path, 0, both, sizeof both, true);
     if (rc != 0) {
-        set_err(err, errcap, "flash: cannot write %s: %s", path, strerror(-rc));
+        flash_err(err, errcap, "flash: cannot write %s: %s", path, strerror(-rc));
         return -1;
     }
     return 0;
@@ -264,11 +264,11 @@ int fdl_flash_open(const char *dir, fdl_flash **out, char *err, size_t errcap)
     fdl_flash *fl = fdl_calloc(1, sizeof *fl);
     if (!fl || !(fl->dir = fdl_strdup(dir))) {
         fdl_free(fl);
-        set_err(err, errcap, "flash: out of memory%s%s", "", "");
+        flash_err(err, errcap, "flash: out of memory%s%s", "", "");
         return -1;
     }
     if (load(fl) != 0) {
-        set_err(err, errcap, "flash: no valid boot-control record in %s%s", dir, "");
+        flash_err(err, errcap, "flash: no valid boot-control record in %s%s", dir, "");
         fdl_flash_free(fl);
         return -1;
     }

@@ -46,6 +46,7 @@ void fdl_mqttc_reset(fdl_mqttc *c)
     c->tp = NULL;
     c->connecting = c->online = c->failed = false;
     c->rx_len = c->tx_len = c->tx_retry_len = 0;
+    c->discard = 0;
     c->n_inflight = 0;
     c->ping_sent_ns = c->connect_sent_ns = 0;
 }
@@ -188,6 +189,54 @@ static void handle(fdl_mqttc *c, const fdl_mqtt_packet *p)
     }
 }
 
+/*
+ * The decoder refused buf (FDL_MQTT_TOO_LARGE). A PUBLISH that is merely larger
+ * than our buffer is well framed: skip its bytes and count it instead of tearing
+ * the session down (a peer's 64 KiB junk must not cost us our connection). Its
+ * QoS 1 packet id is acknowledged when already buffered, so the broker's in-flight
+ * window does not fill up. Returns true when the packet is being skipped.
+ */
+static bool skip_oversized(fdl_mqttc *c, const uint8_t *buf, size_t len)
+{
+    if (!c->online || len < 2 || (buf[0] >> 4) != FDL_MQTT_PUBLISH)
+        return false;
+    size_t rem = 0, hdr = 0;
+    for (size_t i = 0; i < 4 && 1 + i < len; i++) {
+        rem |= (size_t)(buf[1 + i] & 0x7fu) << (7 * i);
+        if (!(buf[1 + i] & 0x80u)) {
+            hdr = 2 + i;
+            break;
+        }
+    }
+    if (hdr == 0)
+        return false;
+    unsigned qos = (buf[0] >> 1) & 3u;
+    fdl_mqtt_publish p;
+    memset(&p, 0, sizeof p);
+    p.qos = (uint8_t)qos;
+    size_t tlen = len >= hdr + 2 ? ((size_t)buf[hdr] << 8) | buf[hdr + 1] : 0;
+    size_t at = hdr + 2 + tlen + (qos ? 2 : 0); /* where the payload starts */
+    size_t full = hdr + rem >= at ? hdr + rem - at : 0;
+    if (len >= hdr + 2 + tlen && tlen <= UINT16_MAX) {
+        p.topic.ptr = buf + hdr + 2;
+        p.topic.len = (uint16_t)tlen;
+    }
+    if (qos && len >= at) {
+        p.packet_id = (uint16_t)((buf[at - 2] << 8) | buf[at - 1]);
+        if (qos == 1 && p.packet_id)
+            send_ack(c, FDL_MQTT_PUBACK, p.packet_id);
+    }
+    if (len > at) {
+        p.payload = buf + at;
+        p.payload_len = len - at;
+    }
+    c->discard = hdr + rem;
+    c->n_oversized++;
+    if (c->cb->on_oversized)
+        c->cb->on_oversized(c->ud, &p, full);
+    return true;
+}
+
 void fdl_mqttc_on_readable(fdl_mqttc *c)
 {
     while (c->tp && !c->failed) {
@@ -202,11 +251,21 @@ void fdl_mqttc_on_readable(fdl_mqttc *c)
         size_t off = 0;
         /* A callback may fail or reset the session (tp becomes NULL): re-check after each packet. */
         while (c->tp && !c->failed) {
+            if (c->discard) {
+                size_t d = c->rx_len - off < c->discard ? c->rx_len - off : c->discard;
+                off += d;
+                c->discard -= d;
+                if (c->discard)
+                    break;
+                continue;
+            }
             fdl_mqtt_packet p;
             size_t used = 0;
             fdl_mqtt_status st = fdl_mqtt_decode(c->rx + off, c->rx_len - off, FDL_MQTTC_RX_CAP - 5, &p, &used);
             if (st == FDL_MQTT_NEED_MORE)
                 break;
+            if (st == FDL_MQTT_TOO_LARGE && skip_oversized(c, c->rx + off, c->rx_len - off))
+                continue;
             if (st != FDL_MQTT_OK) {
                 c->n_malformed++;
                 fail(c, FDL_MQTTC_MALFORMED, (int)st);

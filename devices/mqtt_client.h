@@ -21,10 +21,8 @@
 #include "devices/mqtt_codec.h"
 #include "devices/transport.h"
 
-/* bytes; the largest packet a device accepts: an OTA block (FDL_OTA_BLOCK = 4096
- * bytes of data, 12 of block header, the topic and MQTT framing, about 4.2 KiB)
- * or a job document (cloud/jobs.h keeps them under 2 KiB). Commands are small. */
-#define FDL_MQTTC_RX_CAP 4608
+#define FDL_MQTTC_RX_CAP 8192      /* bytes; the largest packet a device takes in (commands, OTA blocks).
+                                      A larger PUBLISH is skipped and counted (n_oversized), not fatal. */
 #define FDL_MQTTC_TX_CAP 2048      /* bytes of encoded packets waiting for the transport */
 #define FDL_MQTTC_INFLIGHT 8       /* QoS 1 publishes awaiting PUBACK */
 
@@ -49,6 +47,11 @@ typedef struct fdl_mqttc_callbacks {
     void (*on_puback)(void *ud, uint16_t packet_id, uint64_t latency_us);
     void (*on_suback)(void *ud, uint16_t packet_id, const uint8_t *codes, size_t n);
     void (*on_error)(void *ud, fdl_mqttc_status st, int detail);  /* detail: transport error or CONNACK rc */
+    /* A PUBLISH larger than FDL_MQTTC_RX_CAP arrived and is skipped (QoS 1: acknowledged
+     * when its packet id was readable). p: its topic (len 0 if not yet buffered) and the
+     * buffered prefix of its payload (payload_len = that prefix); full = its payload
+     * length on the wire. May be NULL. */
+    void (*on_oversized)(void *ud, const fdl_mqtt_publish *p, size_t full);
 } fdl_mqttc_callbacks;
 
 typedef struct fdl_mqttc {
@@ -63,7 +66,8 @@ typedef struct fdl_mqttc {
     uint64_t last_tx_ns, ping_sent_ns, connect_sent_ns;
     struct { uint16_t id; uint64_t sent_ns; } inflight[FDL_MQTTC_INFLIGHT];
     unsigned n_inflight;
-    uint64_t n_malformed, n_published, n_acked, n_received;
+    uint64_t n_malformed, n_published, n_acked, n_received, n_oversized;
+    size_t discard;                    /* bytes of a skipped oversized PUBLISH still to drop */
     uint8_t rx[FDL_MQTTC_RX_CAP];
     uint8_t tx[FDL_MQTTC_TX_CAP];
 } fdl_mqttc;

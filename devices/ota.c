@@ -40,12 +40,12 @@ struct fdl_ota {
     bool reboot_asked;           /* TRIAL: the watchdog asked for the reboot already */
 };
 
-static uint32_t get32(const uint8_t *p)
+static uint32_t blk_get32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void report(fdl_ota *o, const char *job, uint64_t seq, const char *step, const char *detail)
+static void status_report(fdl_ota *o, const char *job, uint64_t seq, const char *step, const char *detail)
 {
     fdl_json *j = fdl_json_new(STATUS_MAX);
     fdl_json_obj_begin(j, NULL);
@@ -128,7 +128,7 @@ static bool dead(const fdl_ota *o)
 }
 
 /* Ends the current download: the running image stays as it was. */
-static void fail(fdl_ota *o, fdl_fw_status fst, const char *detail)
+static void job_fail(fdl_ota *o, fdl_fw_status fst, const char *detail)
 {
     if (o->writing)
         fdl_fw_update_abort(o->fw);
@@ -139,7 +139,7 @@ static void fail(fdl_ota *o, fdl_fw_status fst, const char *detail)
         o->stats.last_fw_error = fst;
     snprintf(o->stats.last_detail, sizeof o->stats.last_detail, "%s", detail);
     o->state = FDL_OTA_IDLE;
-    report(o, o->job, o->seq, "failed", detail);
+    status_report(o, o->job, o->seq, "failed", detail);
 }
 
 /* After a write the power cut: nothing more happens; the device reboots. */
@@ -166,7 +166,7 @@ static void reject(fdl_ota *o, const char *job, uint64_t seq, fdl_jobdoc_status 
     o->stats.rejected++;
     o->stats.last_reject = st;
     snprintf(o->stats.last_detail, sizeof o->stats.last_detail, "%s", detail);
-    report(o, job, seq, "rejected", detail);
+    status_report(o, job, seq, "rejected", detail);
 }
 
 void fdl_ota_on_job(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t now_ms)
@@ -180,7 +180,7 @@ void fdl_ota_on_job(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t now
         reject(o, "", 0, st, fdl_jobdoc_strerror(st));
         return;
     }
-    report(o, jd.job, jd.seq, "received", "");
+    status_report(o, jd.job, jd.seq, "received", "");
     const fdl_keyring *kr = fdl_fw_keyring(o->fw);
     if (!kr) {
         reject(o, jd.job, jd.seq, FDL_JOB_ERR_KEY_UNKNOWN, "no verified keyring (recovery)");
@@ -208,7 +208,7 @@ void fdl_ota_on_job(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t now
         if (o->state == FDL_OTA_DOWNLOADING && !o->writing && jd.seq > o->seq) {
             char why[96];
             snprintf(why, sizeof why, "superseded by seq %llu", (unsigned long long)jd.seq);
-            fail(o, FDL_FW_OK, why);
+            job_fail(o, FDL_FW_OK, why);
         } else {
             reject(o, jd.job, jd.seq, FDL_JOB_OK, "busy");
             return;
@@ -244,7 +244,7 @@ void fdl_ota_on_job(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t now
     mbedtls_sha256_starts(&o->payload, 0);
     o->hashing = true;
     o->stats.downloads++;
-    report(o, o->job, o->seq, "downloading", o->artifact);
+    status_report(o, o->job, o->seq, "downloading", o->artifact);
     request(o, now_ms);
 }
 
@@ -256,35 +256,35 @@ static int header_arrived(fdl_ota *o)
     fdl_fw_status st = fdl_fwimage_parse_hdr(o->hdr_buf, sizeof o->hdr_buf, &o->hdr);
     if (st != FDL_FW_OK) {
         snprintf(why, sizeof why, "header: %s", fdl_fw_strerror(st));
-        fail(o, st, why);
+        job_fail(o, st, why);
         return -1;
     }
     if (o->hdr.tier != o->tier) {
-        fail(o, FDL_FW_ERR_WRONG_TIER, "header: tier differs from the job's");
+        job_fail(o, FDL_FW_ERR_WRONG_TIER, "header: tier differs from the job's");
         return -1;
     }
     if (o->hdr.version != o->version || o->hdr.counter != o->counter) {
-        fail(o, FDL_FW_ERR_ARG, "header: version or counter differs from the job's");
+        job_fail(o, FDL_FW_ERR_ARG, "header: version or counter differs from the job's");
         return -1;
     }
     if ((uint64_t)FDL_FW_HDR_LEN + o->hdr.length != o->size) {
-        fail(o, FDL_FW_ERR_LENGTH, "header: length differs from the job's size");
+        job_fail(o, FDL_FW_ERR_LENGTH, "header: length differs from the job's size");
         return -1;
     }
     st = fdl_fw_check_header(o->fw, &o->hdr, o->tier);
     if (st != FDL_FW_OK) {
         snprintf(why, sizeof why, "header: %s", fdl_fw_strerror(st));
-        fail(o, st, why);
+        job_fail(o, st, why);
         return -1;
     }
-    report(o, o->job, o->seq, "verified", "");
+    status_report(o, o->job, o->seq, "verified", "");
     int rc = fdl_fw_update_begin(o->fw, o->tier, o->size);
     if (rc == FDL_FW_POWER_LOSS) {
         power_lost(o);
         return -1;
     }
     if (rc != 0) {
-        fail(o, FDL_FW_OK, "cannot take the inactive slot (a trial pending?)");
+        job_fail(o, FDL_FW_OK, "cannot take the inactive slot (a trial pending?)");
         return -1;
     }
     o->writing = true;
@@ -295,7 +295,7 @@ static int header_arrived(fdl_ota *o)
         if (rc == FDL_FW_POWER_LOSS)
             power_lost(o);
         else
-            fail(o, FDL_FW_OK, "flash write failed");
+            job_fail(o, FDL_FW_OK, "flash write failed");
         return -1;
     }
     return 0;
@@ -310,7 +310,7 @@ void fdl_ota_on_block(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t n
         o->stats.bad_blocks++;
         return;
     }
-    uint32_t off = get32(payload + 4), total = get32(payload + 8);
+    uint32_t off = blk_get32(payload + 4), total = blk_get32(payload + 8);
     const uint8_t *data = payload + FDL_OTA_BLOCK_HDR;
     size_t n = len - FDL_OTA_BLOCK_HDR;
     if (n == 0 || off < o->offset) {
@@ -319,16 +319,16 @@ void fdl_ota_on_block(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t n
         return;
     }
     if (total != o->size) {
-        fail(o, FDL_FW_ERR_LENGTH, "artifact size differs from the job's");
+        job_fail(o, FDL_FW_ERR_LENGTH, "artifact size differs from the job's");
         return;
     }
     if (off > o->offset) {
-        fail(o, FDL_FW_ERR_ARG, "block out of order");
+        job_fail(o, FDL_FW_ERR_ARG, "block out of order");
         return;
     }
     if (n > FDL_OTA_BLOCK || n > (size_t)(o->size - o->offset)) {
         /* Endless data: the artifact goes on past the size the signed job declared. */
-        fail(o, FDL_FW_ERR_LENGTH, "endless data: more bytes than the job's size");
+        job_fail(o, FDL_FW_ERR_LENGTH, "endless data: more bytes than the job's size");
         return;
     }
     o->stats.blocks++;
@@ -357,7 +357,7 @@ void fdl_ota_on_block(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t n
             if (rc == FDL_FW_POWER_LOSS)
                 power_lost(o);
             else
-                fail(o, FDL_FW_OK, "flash write failed");
+                job_fail(o, FDL_FW_OK, "flash write failed");
             return;
         }
         mbedtls_sha256_update(&o->payload, data, n);
@@ -375,11 +375,11 @@ void fdl_ota_on_block(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t n
     mbedtls_sha256_finish(&o->whole, wh);
     hashes_free(o);
     if (memcmp(ph, o->hdr.sha256, 32) != 0) {
-        fail(o, FDL_FW_ERR_HASH, "payload hash differs from the signed header's");
+        job_fail(o, FDL_FW_ERR_HASH, "payload hash differs from the signed header's");
         return;
     }
     if (memcmp(wh, o->sha256, 32) != 0) {
-        fail(o, FDL_FW_ERR_HASH, "image hash differs from the job's");
+        job_fail(o, FDL_FW_ERR_HASH, "image hash differs from the job's");
         return;
     }
     int rc = fdl_fw_update_finish(o->fw, o->p.trial_ms);
@@ -389,12 +389,12 @@ void fdl_ota_on_block(fdl_ota *o, const uint8_t *payload, size_t len, uint64_t n
         return;
     }
     if (rc != 0) {
-        fail(o, FDL_FW_OK, "cannot mark the slot for a trial boot");
+        job_fail(o, FDL_FW_OK, "cannot mark the slot for a trial boot");
         return;
     }
     o->stats.written++;
     o->state = FDL_OTA_REBOOT_PENDING;
-    report(o, o->job, o->seq, "written", "");
+    status_report(o, o->job, o->seq, "written", "");
     if (o->io.reboot)
         o->io.reboot(o->io.ud);
 }
@@ -408,7 +408,7 @@ void fdl_ota_tick(fdl_ota *o, uint64_t now_ms)
         if (now_ms - o->started_ms >= o->p.total_timeout_ms) {
             snprintf(why, sizeof why, "slow retrieval: download not done in %llu ms",
                      (unsigned long long)o->p.total_timeout_ms);
-            fail(o, FDL_FW_OK, why);
+            job_fail(o, FDL_FW_OK, why);
         } else if (now_ms - o->requested_ms >= o->p.block_timeout_ms) {
             if (o->retries < BLOCK_RETRIES) {
                 o->retries++;
@@ -416,7 +416,7 @@ void fdl_ota_tick(fdl_ota *o, uint64_t now_ms)
             } else {
                 snprintf(why, sizeof why, "slow retrieval: no block in %llu ms",
                          (unsigned long long)o->p.block_timeout_ms);
-                fail(o, FDL_FW_OK, why);
+                job_fail(o, FDL_FW_OK, why);
             }
         }
         return;
@@ -439,7 +439,7 @@ void fdl_ota_booted(fdl_ota *o, const fdl_boot_record *rec, uint64_t now_ms)
     /* Whatever was downloading is gone with the RAM. */
     if (o->state == FDL_OTA_DOWNLOADING) {
         o->writing = false;
-        fail(o, FDL_FW_OK, "rebooted during the download");
+        job_fail(o, FDL_FW_OK, "rebooted during the download");
     }
     hashes_free(o);
     o->writing = false;
@@ -455,17 +455,17 @@ void fdl_ota_booted(fdl_ota *o, const fdl_boot_record *rec, uint64_t now_ms)
             snprintf(o->job, sizeof o->job, "%s", fdl_fw_job(o->fw));
         o->state = FDL_OTA_TRIAL;
         if (was != FDL_OTA_TRIAL)
-            report(o, o->job, o->seq, "trial", fdl_fw_tier_name(t));
+            status_report(o, o->job, o->seq, "trial", fdl_fw_tier_name(t));
         return;
     }
     o->state = FDL_OTA_IDLE;
     if (rec->reverted) {
         o->stats.reverted++;
         snprintf(o->stats.last_detail, sizeof o->stats.last_detail, "%s", rec->why);
-        report(o, o->job, o->seq, "reverted", rec->why);
+        status_report(o, o->job, o->seq, "reverted", rec->why);
     } else if (was == FDL_OTA_REBOOT_PENDING || was == FDL_OTA_TRIAL) {
         o->stats.failed++;
-        report(o, o->job, o->seq, "failed", "the new image is not running");
+        status_report(o, o->job, o->seq, "failed", "the new image is not running");
     }
 }
 
@@ -489,12 +489,12 @@ void fdl_ota_online(fdl_ota *o, uint64_t now_ms)
         return;
     }
     if (rc != 0) {
-        fail(o, FDL_FW_OK, "confirm failed");
+        job_fail(o, FDL_FW_OK, "confirm failed");
         return;
     }
     o->stats.confirmed++;
     o->state = FDL_OTA_IDLE;
     char detail[64];
     snprintf(detail, sizeof detail, "%s floor %u", fdl_fw_tier_name(t), fdl_fw_floor(o->fw, t));
-    report(o, o->job, o->seq, "confirmed", detail);
+    status_report(o, o->job, o->seq, "confirmed", detail);
 }

@@ -138,7 +138,8 @@ static double axis_range(double *lo, double *hi)
 {
     if (!(*hi > *lo)) {
         double pad = fabs(*lo) > 0 ? fabs(*lo) * 0.1 : 1.0;
-        *lo -= pad;
+        /* A flat count of 0 gets 0..1, never a negative axis. */
+        *lo = *lo >= 0 && *lo - pad < 0 ? 0 : *lo - pad;
         *hi += pad;
     }
     double step = nice_step(*lo, *hi);

@@ -19,6 +19,7 @@
 #include "reports/report.h"
 #include "sim/alloc.h"
 #include "sim/context.h"
+#include "sim/fdl_log.h"
 #include "sim/drillenv.h"
 #include "sim/scenario.h"
 
@@ -321,6 +322,8 @@ int fdl_cmd_drill(int argc, char **argv)
         return FDL_EXIT_USAGE;
     }
     fdl_cli_install_signals();
+    if (o.quiet && !getenv("FLEETDRILL_LOG"))
+        fdl_log_set_level(FDL_LOG_WARN); /* --quiet: warnings and errors only, the devices' info lines too */
     fdl_ctx ctx;
     if (open_ctx(&ctx, &o) != 0) {
         free_files(&fl);
@@ -346,7 +349,11 @@ int fdl_cmd_drill(int argc, char **argv)
     double rate = cnt.pass_rate * 100.0;
     if (run_rc == FDL_EXIT_INTERRUPTED) {
         rc = FDL_EXIT_INTERRUPTED;
-    } else if (cnt.steps + cnt.errors == 0 || rate + 1e-9 < o.min_pass) {
+    } else if (cnt.steps + cnt.errors == 0) {
+        /* A gate over nothing must not pass silently (a directory of drills that define no step). */
+        printf("\nfleetdrill: no attack step ran, so there is no pass rate to gate on\n");
+        rc = FDL_EXIT_FINDINGS;
+    } else if (rate + 1e-9 < o.min_pass) {
         printf("\nfleetdrill: pass rate %.1f%% is below --min-pass %.1f%%\n", rate, o.min_pass);
         rc = FDL_EXIT_FINDINGS;
     } else {
@@ -475,6 +482,8 @@ int fdl_cmd_matrix(int argc, char **argv)
         return FDL_EXIT_USAGE;
     }
     fdl_cli_install_signals();
+    if (o.quiet && !getenv("FLEETDRILL_LOG"))
+        fdl_log_set_level(FDL_LOG_WARN); /* --quiet: warnings and errors only, the devices' info lines too */
     fdl_ctx ctx;
     if (open_ctx(&ctx, &o) != 0) {
         free_files(&fl);

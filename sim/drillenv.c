@@ -13,6 +13,7 @@
 #include "fdl_buildcfg.h"
 #include "sim/alloc.h"
 #include "sim/broker.h"
+#include "sim/fdl_log.h"
 #include "sim/json.h"
 #include "sim/metrics.h"
 #include "sim/progress.h"
@@ -94,8 +95,7 @@ int fdl_drillenv_provision(fdl_ctx *ctx, fdl_pki *issuer, uint32_t first, uint32
     fdl_progress_free(bar);
     if (*made > 0) {
         double s = (double)(fdl_now_ns() - t0) / 1e9;
-        fprintf(stderr, "fleetdrill: provisioned %u new identities in %.1f s (%.0f/s)\n", *made, s,
-                s > 0 ? *made / s : 0.0);
+        FDL_INFO(NULL, "provisioned %u new identities in %.1f s (%.0f/s)", *made, s, s > 0 ? *made / s : 0.0);
     }
     return rc;
 }

@@ -234,21 +234,34 @@ static int l_make(lua_State *L)
     return make_attack(L, (fdl_attack_kind)lua_tointeger(L, lua_upvalueindex(1)), 1);
 }
 
+/* "unknown attack 'x' (known: stolen-cert, ...)": the same words for both spellings. */
+static int unknown_attack(lua_State *L, const char *name)
+{
+    char known[512];
+    size_t n = 0;
+    known[0] = '\0';
+    for (int k = 0; k < FDL_ATTACK__COUNT && n < sizeof known; k++) {
+        int w = snprintf(known + n, sizeof known - n, "%s%s", k ? ", " : "", fdl_attack_kind_name((fdl_attack_kind)k));
+        if (w > 0)
+            n += (size_t)w;
+    }
+    return fdl_luabox_error(L, "unknown attack '%s' (known: %s; docs/scenarios.md)", name ? name : "?", known);
+}
+
 /* attack("stolen-cert", {...}): the same by name. */
 static int l_attack(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     fdl_attack_kind k;
     if (fdl_attack_kind_parse(name, &k) != 0)
-        fdl_luabox_error(L, "unknown attack '%s'", name);
+        return unknown_attack(L, name);
     return make_attack(L, k, 2);
 }
 
 /* attacks.nonsense: an error at the line that names it. */
 static int l_attacks_index(lua_State *L)
 {
-    const char *k = lua_tostring(L, 2);
-    return fdl_luabox_error(L, "unknown attack '%s' (docs/scenarios.md lists the attacks)", k ? k : "?");
+    return unknown_attack(L, lua_tostring(L, 2));
 }
 
 /* ---- running them -------------------------------------------------------------------- */

@@ -255,7 +255,8 @@ static int f_revoke(lua_State *L)
     drill_set_int(L, "certificates", (lua_Integer)rr.certs_revoked);
     drill_set_num(L, "registry_ms", rr.registry_ms);
     drill_set_num(L, "disconnect_ms", rr.disconnect_ms);
-    drill_set_str(L, "error", rr.kick_error);
+    if (rr.kick_error[0])   /* nil when the kick worked: `if r.error then` reads naturally */
+        drill_set_str(L, "error", rr.kick_error);
     return 1;
 }
 
@@ -441,7 +442,8 @@ static int d_state(lua_State *L)
     drill_set_int(L, "connections", v.n_online);
     drill_set_int(L, "refused", v.n_refused);
     drill_set_int(L, "acked", (lua_Integer)v.acked);
-    drill_set_str(L, "last_failure", fdl_device_fail_name((fdl_device_fail)v.last_fail));
+    if (v.last_fail != FDL_FAIL_NONE)   /* nil while nothing failed */
+        drill_set_str(L, "last_failure", fdl_device_fail_name((fdl_device_fail)v.last_fail));
     return 1;
 }
 

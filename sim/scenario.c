@@ -254,8 +254,18 @@ static int l_require(lua_State *L)
     if (!lua_isnil(L, -1))
         return 1;
     lua_pop(L, 1);
-    char path[1200], err[1024];
-    snprintf(path, sizeof path, "%s/%s.lua", lib_dir(d), name);
+    /* First lib/ next to the scenario file (a team's own helpers beside its own
+     * drills), then the project's library. */
+    char path[1200], err[1024], dir[1024];
+    snprintf(dir, sizeof dir, "%s", d->path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    snprintf(path, sizeof path, "%s/lib/%s.lua", dir, name);
+    if (access(path, R_OK) != 0)
+        snprintf(path, sizeof path, "%s/%s.lua", lib_dir(d), name);
     if (fdl_luabox_loadfile(L, path, err, sizeof err) != 0)
         fdl_luabox_error(L, "require '%s': %s", name, err);
     lua_call(L, 0, 1);

@@ -33,6 +33,8 @@ names = {s["name"] for s in r["scenarios"]}
 want = {"stolen certificate (se)", "stolen certificate and key (flash)", "rogue-CA man in the middle",
         "TLS downgrade", "cross-device publish and subscribe", "wildcard policy misconfiguration",
         "junk payload", "revocation under load",
+        "stolen certificate and cross-device publish (jitr fleet)",
+        "stolen certificate and cross-device publish (claim fleet)",
         "firmware: unsigned image", "firmware: image signed with another tier's key",
         "firmware: rollback to an old signed image", "firmware: artifact tampered in the store",
         "firmware: compromised artifact store", "firmware: expired and replayed job documents",
@@ -125,6 +127,27 @@ if [ $rc -eq 4 ] && grep -qi "regression" "$S/compare.out" && grep -q "rogue-ca"
 "$FDL" report --list --history "$H" >"$S/list.out"
 if [ "$(grep -c '^ *[0-9]' "$S/list.out" || true)" -ge 4 ]; then ok "report --list shows every run"; else
   cat "$S/list.out"; bad "report --list"; fi
+
+# ---- a drill written outside the project: its own lib/, device numbers, no steps -------------
+mkdir -p "$S/team/lib"
+printf 'local M = {}\nfunction M.two() return 2 end\nreturn M\n' >"$S/team/lib/teamlib.lua"
+cat >"$S/team/checks.lua" <<'LUA'
+scenario { name = "team checks" }
+local t = require "teamlib"
+local f = fleet { devices = 3 }
+drill.check(t.two() == 2, "require finds lib/ next to the drill")
+drill.check(#drill.others(f, 2) == 2 and #drill.others(f, f:device(2)) == 2, "others takes a number")
+drill.check(f:device(1):state().last_failure == nil, "last_failure is nil before any failure")
+local r = f:revoke(3, "team drill")
+drill.check(r.certificates == 1 and r.error == nil, "revoke: one certificate, error nil")
+LUA
+set +e
+"$FDL" drill "$S/team" --state "$ST" --no-history --quiet --min-pass 0 >"$S/team.out" 2>&1
+rc=$?
+set -e
+if [ $rc -eq 4 ] && grep -q "^PASS team checks" "$S/team.out" && grep -q "no attack step ran" "$S/team.out"; then
+  ok "a drill outside the project: own lib/, device numbers, nil error; no steps is not a pass"
+else cat "$S/team.out"; bad "team drill (exit $rc)"; fi
 
 # ---- broken scenarios are reported with file:line, the next one still runs ------------------
 mkdir -p "$S/broken"

@@ -32,7 +32,7 @@ static void on_message(void *ud, const fdl_mqtt_publish *p)
 static void on_puback(void *ud, uint16_t id, uint64_t lat) { rec *r = ud; r->pubacks++; r->last_ack_id = id; (void)lat; }
 static void on_error(void *ud, fdl_mqttc_status st, int d) { rec *r = ud; r->errors++; r->last_err = st; r->last_detail = d; }
 
-static const fdl_mqttc_callbacks cbs = {on_connack, on_message, on_puback, NULL, on_error};
+static const fdl_mqttc_callbacks cbs = {on_connack, on_message, on_puback, NULL, on_error, NULL};
 
 typedef struct fixture {
     fdl_transport *dev, *brk;
@@ -241,11 +241,45 @@ static void oversized_packet_is_refused_before_buffering(void **state)
 {
     fixture *f = *state;
     go_online(f);
-    /* PUBLISH announcing 100000 bytes: far above the device's receive ceiling. */
-    const uint8_t big[] = {0x30, 0xA0, 0x8D, 0x06};
+    /* SUBACK announcing 100000 bytes: far above the receive ceiling, and not a
+     * PUBLISH that could be skipped. */
+    const uint8_t big[] = {0x90, 0xA0, 0x8D, 0x06};
     broker_send(f, big, sizeof big);
     assert_int_equal(f->r.last_err, FDL_MQTTC_MALFORMED);
     assert_int_equal(f->r.last_detail, FDL_MQTT_TOO_LARGE);
+}
+
+static void oversized_publish_is_skipped_and_the_session_survives(void **state)
+{
+    fixture *f = *state;
+    go_online(f);
+    size_t plen = 3 * FDL_MQTTC_RX_CAP, cap = plen + 64, n = 0;
+    uint8_t *payload = malloc(plen), *wire = malloc(cap);
+    assert_non_null(payload);
+    assert_non_null(wire);
+    memset(payload, 'J', plen);
+    fdl_mqtt_publish big = {.topic = fdl_mqtt_cstr("commands/dev-1"), .payload = payload, .payload_len = plen,
+                            .qos = 1, .packet_id = 7};
+    assert_int_equal(fdl_mqtt_encode_publish(wire, cap, &big, &n), FDL_MQTT_OK);
+    /* In pieces, as TCP delivers it; the first piece holds the packet id. */
+    for (size_t off = 0; off < n; off += 1000)
+        broker_send(f, wire + off, n - off < 1000 ? n - off : 1000);
+    assert_int_equal(f->r.errors, 0);
+    assert_int_equal(f->r.messages, 0);
+    assert_int_equal(f->c.n_oversized, 1);
+    fdl_mqtt_packet p = broker_next(f);
+    assert_int_equal(p.type, FDL_MQTT_PUBACK);
+    assert_int_equal(p.u.packet_id, 7);
+    /* The next, normal message is delivered. */
+    uint8_t small[64];
+    fdl_mqtt_publish ok = {.topic = fdl_mqtt_cstr("commands/dev-1"), .payload = (const uint8_t *)"hi",
+                           .payload_len = 2};
+    assert_int_equal(fdl_mqtt_encode_publish(small, sizeof small, &ok, &n), FDL_MQTT_OK);
+    broker_send(f, small, n);
+    assert_int_equal(f->r.messages, 1);
+    assert_string_equal(f->r.last_payload, "hi");
+    free(payload);
+    free(wire);
 }
 
 static void client_packet_from_broker_is_a_protocol_error(void **state)
@@ -323,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(incoming_qos1_message_is_delivered_and_acked, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_packet_from_broker_is_refused_and_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_packet_is_refused_before_buffering, setup, teardown),
+        cmocka_unit_test_setup_teardown(oversized_publish_is_skipped_and_the_session_survives, setup, teardown),
         cmocka_unit_test_setup_teardown(client_packet_from_broker_is_a_protocol_error, setup, teardown),
         cmocka_unit_test_setup_teardown(partial_and_blocked_writes_deliver_whole_packets, setup, teardown),
         cmocka_unit_test_setup_teardown(keepalive_pings_and_times_out, setup, teardown),

@@ -38,11 +38,13 @@ function drill.missed(attack, label)
   return step { attack = attack, expect = "missed", label = label }
 end
 
--- drill.others(fleet, device): every device of the fleet but this one.
+-- drill.others(fleet, device): every device of the fleet but this one (a device
+-- or its number).
 function drill.others(f, device)
+  if type(device) == "number" then device = f:device(device) end
   local out = {}
   for _, d in ipairs(f:devices()) do
-    if d ~= device then out[#out + 1] = d end
+    if d.id ~= device.id then out[#out + 1] = d end
   end
   return out
 end
