@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sim/alloc.h"
 
@@ -33,9 +34,15 @@ int fdl_rollout_start(fdl_drillenv *e, const fdl_rollout_opts *o, fdl_rollout_re
     }
     if (o->job_id)
         snprintf(out->job, sizeof out->job, "%s", o->job_id);
-    else
-        snprintf(out->job, sizeof out->job, "ota-%llu-%u", (unsigned long long)time(NULL),
-                 atomic_fetch_add(&n_made, 1) + 1);
+    else {
+        /* Unique across runs that keep one registry (fleetdrill rollout --keep twice in a
+         * second): wall-clock ms, the process, a counter. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(out->job, sizeof out->job, "ota-%llu-%u-%u",
+                 (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)(ts.tv_nsec / 1000000),
+                 (unsigned)getpid(), atomic_fetch_add(&n_made, 1) + 1);
+    }
     /* One artifact per job: a later release never changes the bytes an earlier
      * job's signed document names. */
     snprintf(out->artifact, sizeof out->artifact, "%s", out->job);

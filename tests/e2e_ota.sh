@@ -108,7 +108,8 @@ fi
 # it completes.
 R="$S/rot"
 RO=(--devices 10 --profile flash --state "$R")
-rot() { "$FDL" rollout "${RO[@]}" "$@" >"$S/rot.out" 2>"$S/rot.err"; }
+nrot=0
+rot() { nrot=$((nrot + 1)); "$FDL" rollout "${RO[@]}" "$@" >"$S/rot.out" 2>"$S/rot-$nrot.err"; }
 set +e
 rot --expect completed; r0=$?
 "$FDL" fw keys rotate --tier application --state "$R" >/dev/null; r1=$?
@@ -122,7 +123,7 @@ set -e
 cat "$S/rot-early.out"
 if [ "$r0$r1$r2$r3$r4$r5$r6" = "0000000" ]; then
   ok "key rotation: keyring with both keys, then the new key's image, then the keyring without the old key"; else
-  bad "key rotation exits $r0 $r1 $r2 $r3 $r4 $r5 $r6"; tail -5 "$S/rot.err"; fi
+  bad "key rotation exits $r0 $r1 $r2 $r3 $r4 $r5 $r6"; tail -n 5 "$S"/rot-*.err; fi
 if grep -q "stranded            10 devices did not confirm keyring counter 3" "$S/rot-early.out" \
    && grep -q "keyring trial reverted" "$R/devices/dev-000000/fw/boots.jsonl"; then
   ok "retired too early: the keyring reverts on the canary, the fleet is reported stranded"; else
