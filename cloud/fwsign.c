@@ -198,55 +198,14 @@ static fdl_fwsign_status join(char *buf, size_t cap, const char *dir, const char
  * wipe first if secret). secret: refuse a file group or others may read. ERR_NOT_FOUND if absent. */
 static fdl_fwsign_status read_file(const char *path, size_t max, int secret, char **out, size_t *len)
 {
-    fdl_fwsign_status st = FDL_FWSIGN_ERR_IO;
-    struct stat sb;
-    char *buf = NULL;
-    size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    *out = NULL;
-    *len = 0;
-    if (fd < 0)
-        return errno == ENOENT ? fail(FDL_FWSIGN_ERR_NOT_FOUND, "%s: missing", path)
-                               : fail(FDL_FWSIGN_ERR_IO, "open %s: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0) {
-        st = fail(FDL_FWSIGN_ERR_IO, "stat %s: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    if (secret && (sb.st_mode & 077)) {
-        st = fail(FDL_FWSIGN_ERR_IO, "%s: mode %03o, must not be readable by group or others", path,
-                  (unsigned)(sb.st_mode & 0777));
-        goto cleanup;
-    }
-    if (!S_ISREG(sb.st_mode) || sb.st_size < 0 || (uint64_t)sb.st_size > max) {
-        st = fail(FDL_FWSIGN_ERR_PARSE, "%s: not a regular file of at most %zu bytes", path, max);
-        goto cleanup;
-    }
-    if (!(buf = fdl_malloc((size_t)sb.st_size + 1))) {
-        st = fail(FDL_FWSIGN_ERR_NOMEM, "reading %s", path);
-        goto cleanup;
-    }
-    while (got < (size_t)sb.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            st = fail(FDL_FWSIGN_ERR_IO, "read %s: %s", path, r < 0 ? strerror(errno) : "short file");
-            goto cleanup;
-        }
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    buf = NULL;
-    st = FDL_FWSIGN_OK;
-cleanup:
-    if (buf) {
-        fdl_wipe(buf, (size_t)sb.st_size + 1);
-        fdl_free(buf);
-    }
-    close(fd);
-    return st;
+    static const fdl_fwsign_status map[] = {
+        [FDL_READ_OK] = FDL_FWSIGN_OK,          [FDL_READ_NOT_FOUND] = FDL_FWSIGN_ERR_NOT_FOUND,
+        [FDL_READ_IO] = FDL_FWSIGN_ERR_IO,      [FDL_READ_PERM] = FDL_FWSIGN_ERR_IO,
+        [FDL_READ_SIZE] = FDL_FWSIGN_ERR_PARSE, [FDL_READ_NOMEM] = FDL_FWSIGN_ERR_NOMEM,
+    };
+    char why[PATH_MAX + 128];
+    fdl_read_status rs = fdl_read_file(path, max, secret, (unsigned char **)out, len, why, sizeof why);
+    return rs == FDL_READ_OK ? FDL_FWSIGN_OK : fail(map[rs], "%s", why);
 }
 
 /* The status for a token failure: out of memory stays out of memory. */

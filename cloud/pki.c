@@ -133,60 +133,14 @@ static int file_exists(const char *path)
  */
 static fdl_pki_status read_file(const char *path, int secret, unsigned char **out, size_t *len)
 {
-    fdl_pki_status st = FDL_PKI_ERR_IO;
-    unsigned char *buf = NULL;
-    struct stat sb;
-    size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    *out = NULL;
-    *len = 0;
-    if (fd < 0) {
-        st = errno == ENOENT ? fail(FDL_PKI_ERR_NOT_FOUND, "%s: missing", path)
-                             : fail(FDL_PKI_ERR_IO, "open %s: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    if (fstat(fd, &sb) != 0) {
-        st = fail(FDL_PKI_ERR_IO, "stat %s: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    if (secret && (sb.st_mode & 077)) {
-        st = fail(FDL_PKI_ERR_PERM, "%s: mode %03o, must not be readable by group or others", path,
-                  (unsigned)(sb.st_mode & 0777));
-        goto cleanup;
-    }
-    if (!S_ISREG(sb.st_mode) || sb.st_size < 0 || (uint64_t)sb.st_size > PKI_FILE_MAX) {
-        st = fail(FDL_PKI_ERR_PARSE, "%s: not a regular file under %u bytes", path, PKI_FILE_MAX);
-        goto cleanup;
-    }
-    buf = fdl_malloc((size_t)sb.st_size + 1);
-    if (!buf) {
-        st = fail(FDL_PKI_ERR_NOMEM, "reading %s", path);
-        goto cleanup;
-    }
-    while (got < (size_t)sb.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            st = fail(FDL_PKI_ERR_IO, "read %s: %s", path, r < 0 ? strerror(errno) : "short file");
-            goto cleanup;
-        }
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    buf = NULL;
-    st = FDL_PKI_OK;
-cleanup:
-    if (buf) {
-        fdl_wipe(buf, (size_t)sb.st_size + 1);
-        fdl_free(buf);
-    }
-    if (fd >= 0)
-        close(fd);
-    return st;
+    static const fdl_pki_status map[] = {
+        [FDL_READ_OK] = FDL_PKI_OK,           [FDL_READ_NOT_FOUND] = FDL_PKI_ERR_NOT_FOUND,
+        [FDL_READ_IO] = FDL_PKI_ERR_IO,       [FDL_READ_PERM] = FDL_PKI_ERR_PERM,
+        [FDL_READ_SIZE] = FDL_PKI_ERR_PARSE,  [FDL_READ_NOMEM] = FDL_PKI_ERR_NOMEM,
+    };
+    char why[PATH_MAX + 128];
+    fdl_read_status rs = fdl_read_file(path, PKI_FILE_MAX, secret, out, len, why, sizeof why);
+    return rs == FDL_READ_OK ? FDL_PKI_OK : fail(map[rs], "%s", why);
 }
 
 static void free_secret(unsigned char *buf, size_t len)

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sim/alloc.h"
+
 int fdl_mkdir_p(const char *path, mode_t mode)
 {
     char p[PATH_MAX];
@@ -177,4 +179,67 @@ cleanup:
     for (size_t i = 0; i < have; i++)
         free(iov[i].iov_base);
     return rc;
+}
+
+fdl_read_status fdl_read_file(const char *path, size_t max, int secret, unsigned char **out, size_t *len,
+                              char *why, size_t whycap)
+{
+    fdl_read_status st = FDL_READ_IO;
+    unsigned char *buf = NULL;
+    struct stat sb;
+    size_t got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    *out = NULL;
+    *len = 0;
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            snprintf(why, whycap, "%s: missing", path);
+            return FDL_READ_NOT_FOUND;
+        }
+        snprintf(why, whycap, "open %s: %s", path, strerror(errno));
+        return FDL_READ_IO;
+    }
+    if (fstat(fd, &sb) != 0) {
+        snprintf(why, whycap, "stat %s: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    if (secret && (sb.st_mode & 077)) {
+        snprintf(why, whycap, "%s: mode %03o, must not be readable by group or others", path,
+                 (unsigned)(sb.st_mode & 0777));
+        st = FDL_READ_PERM;
+        goto cleanup;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size < 0 || (uint64_t)sb.st_size > max) {
+        snprintf(why, whycap, "%s: not a regular file of at most %zu bytes", path, max);
+        st = FDL_READ_SIZE;
+        goto cleanup;
+    }
+    if (!(buf = fdl_malloc((size_t)sb.st_size + 1))) {
+        snprintf(why, whycap, "reading %s: out of memory", path);
+        st = FDL_READ_NOMEM;
+        goto cleanup;
+    }
+    while (got < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(why, whycap, "read %s: %s", path, r < 0 ? strerror(errno) : "short file");
+            goto cleanup;
+        }
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    buf = NULL;
+    st = FDL_READ_OK;
+cleanup:
+    if (buf) {
+        fdl_wipe(buf, (size_t)sb.st_size + 1);
+        fdl_free(buf);
+    }
+    close(fd);
+    return st;
 }

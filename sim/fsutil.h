@@ -36,4 +36,24 @@ int fdl_write_file_atomic(const char *path, const void *data, size_t len, mode_t
  */
 int fdl_concat_files_atomic(const char *path, const char *const *srcs, size_t n, mode_t mode);
 
+/* What fdl_read_file found. */
+typedef enum fdl_read_status {
+    FDL_READ_OK = 0,
+    FDL_READ_NOT_FOUND,   /* no such file */
+    FDL_READ_IO,          /* open, stat or read failed */
+    FDL_READ_PERM,        /* secret, but group or others may read it */
+    FDL_READ_SIZE,        /* not a regular file, or larger than max */
+    FDL_READ_NOMEM,
+} fdl_read_status;
+
+/*
+ * Reads the whole regular file path of at most max bytes into a new buffer with
+ * a NUL after the last byte: *out is the caller's (fdl_free; fdl_wipe first if
+ * secret), *len the file's length. secret: refuse a file that group or others
+ * may read (keys, PINs). On failure *out is NULL and why holds one line naming
+ * the path ("<path>: missing", "read <path>: ...").
+ */
+fdl_read_status fdl_read_file(const char *path, size_t max, int secret, unsigned char **out, size_t *len,
+                              char *why, size_t whycap);
+
 #endif

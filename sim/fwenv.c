@@ -44,31 +44,6 @@ struct fdl_fwenv {
     fdl_fw_factory factory;
 };
 
-static int read_file(const char *path, uint8_t **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    uint8_t *buf = NULL;
-    int rc = -1;
-    if (fseek(f, 0, SEEK_END) != 0)
-        goto cleanup;
-    long n = ftell(f);
-    if (n <= 0 || (size_t)n > FDL_FW_HDR_LEN + FDL_FW_PAYLOAD_MAX || fseek(f, 0, SEEK_SET) != 0)
-        goto cleanup;
-    buf = fdl_malloc((size_t)n);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
-        goto cleanup;
-    *out = buf;
-    *len = (size_t)n;
-    buf = NULL;
-    rc = 0;
-cleanup:
-    fdl_free(buf);
-    fclose(f);
-    return rc;
-}
-
 /* Builds and signs one image with the offline token (lock held). */
 static int build_locked(fdl_fwenv *e, const fdl_fwenv_image *spec, uint8_t **img, size_t *len, char *err,
                         size_t errcap)
@@ -119,8 +94,14 @@ static int factory_images(fdl_fwenv *e, char *err, size_t errcap)
         unsigned t = k_factory_tiers[i];
         char path[FDL_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/factory-%s.img", e->images_dir, fdl_fw_tier_name(t));
-        if (read_file(path, &e->image[t], &e->image_len[t]) == 0)
-            continue;
+        char why[FDL_PATH_MAX + 128];
+        if (fdl_read_file(path, FDL_FW_HDR_LEN + FDL_FW_PAYLOAD_MAX, 0, &e->image[t], &e->image_len[t], why,
+                          sizeof why) == FDL_READ_OK) {
+            if (e->image_len[t] > 0)
+                continue;
+            fdl_free(e->image[t]);   /* an empty file (a crash before it was written): make it again */
+            e->image[t] = NULL;
+        }
         fdl_fwenv_image spec = {.tier = t, .version = v1, .counter = FDL_FWENV_FACTORY_COUNTER,
                                 .size = t == FDL_TIER_APPLICATION ? FDL_FWENV_IMAGE_SIZE : FACTORY_PAYLOAD};
         if (t == FDL_TIER_KEYRING)

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sim/alloc.h"
 #include "sim/fsutil.h"
 
 static char g_dir[512];
@@ -131,6 +132,33 @@ static void concat_joins_in_order_or_writes_nothing(void **state)
     assert_int_equal(count_entries(d), 3);
 }
 
+static void read_file_bounds_and_secrets(void **state)
+{
+    (void)state;
+    char p[600], why[700];
+    unsigned char *buf = NULL;
+    size_t len = 1;
+    snprintf(p, sizeof p, "%s/nothing", g_dir);
+    assert_int_equal(fdl_read_file(p, 100, 0, &buf, &len, why, sizeof why), FDL_READ_NOT_FOUND);
+    assert_null(buf);
+    assert_non_null(strstr(why, "missing"));
+    snprintf(p, sizeof p, "%s/r.txt", g_dir);
+    assert_int_equal(fdl_write_file_atomic(p, "hello", 5, 0644), 0);
+    assert_int_equal(fdl_read_file(p, 5, 0, &buf, &len, why, sizeof why), FDL_READ_OK);
+    assert_int_equal(len, 5);
+    assert_string_equal((char *)buf, "hello");   /* NUL-terminated */
+    fdl_free(buf);
+    assert_int_equal(fdl_read_file(p, 4, 0, &buf, &len, why, sizeof why), FDL_READ_SIZE);
+    assert_null(buf);
+    assert_int_equal(fdl_read_file(p, 100, 1, &buf, &len, why, sizeof why), FDL_READ_PERM);
+    assert_non_null(strstr(why, "must not be readable"));
+    assert_int_equal(chmod(p, 0600), 0);
+    assert_int_equal(fdl_read_file(p, 100, 1, &buf, &len, why, sizeof why), FDL_READ_OK);
+    fdl_wipe(buf, len);
+    fdl_free(buf);
+    assert_int_equal(fdl_read_file(g_dir, 1u << 20, 0, &buf, &len, why, sizeof why), FDL_READ_SIZE); /* a directory */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +166,7 @@ int main(void)
         cmocka_unit_test(atomic_write_replaces_whole_file),
         cmocka_unit_test(failed_write_leaves_old_file_and_no_temp),
         cmocka_unit_test(concat_joins_in_order_or_writes_nothing),
+        cmocka_unit_test(read_file_bounds_and_secrets),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
