@@ -9,6 +9,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "attacks/attack_int.h"
+#include "devices/efuse.h"
 
 /* What the broker's TLS layer (OpenSSL) and the plugin log about a refused or accepted client. */
 static void note_broker(atk_env *e, fdl_atk_result *r, const char *needle)
@@ -105,6 +106,27 @@ int fdl_atk_extracted_key(const fdl_atk_target *t, const char *victim_id, uint32
         goto cleanup;
     }
     char path[FDL_PATH_MAX + 64];
+    /* The probe goes in through the debug port: the device's debug-disabled eFuse
+     * decides whether there is a way in at all (a device without a firmware model
+     * has no fuses, and its flash is read directly, as before). */
+    fdl_identity_path(&e.st, victim_id, "fw/efuse", path, sizeof path);
+    fdl_efuse *fuses = NULL;
+    if (fdl_efuse_open(path, &fuses) == FDL_EFUSE_OK) {
+        bool closed = fdl_efuse_debug_disabled(fuses);
+        fdl_efuse_free(fuses);
+        if (closed && prof != FDL_PROFILE_SE) {
+            fdl_atk_note(r, "debug probe on %s: the debug port is closed (eFuse debug-disabled blown, %s): "
+                            "flash cannot be read", victim_id, path);
+            stage = FDL_ATK_STAGE_KEY_EXTRACT;
+            goto cleanup;
+        }
+        if (closed)   /* the token is the layer under test: suppose the flash leaked another way */
+            fdl_atk_note(r, "debug probe on %s: the debug port is closed (eFuse debug-disabled blown); supposing "
+                            "its flash leaked anyway (a decapped chip), the secure element is asked", victim_id);
+        else
+            fdl_atk_note(r, "debug probe on %s: the debug port is open (eFuse debug-disabled not blown): flash "
+                            "read through it", victim_id);
+    }
     if (prof == FDL_PROFILE_SE) {
         /* The probe reads the PIN from the device's flash, as it would read a key file there. */
         fdl_atk_note(r, "%s is an `se` device: private key in its secure element (PKCS#11 token)", victim_id);

@@ -32,9 +32,11 @@
 #include "attacks/policy_widen.h"
 #include "attacks/rogue.h"
 #include "attacks/session.h"
+#include "devices/efuse.h"
 #include "sim/broker.h"
 #include "sim/cloudrun.h"
 #include "sim/context.h"
+#include "sim/fsutil.h"
 
 #define A "dev-000001"
 #define B "dev-000002"
@@ -202,6 +204,27 @@ static void flash_key_reused_from_another_address_connects(void **state)
 }
 
 /* ---- layer 1: hardware ------------------------------------------------------------- */
+
+static void flash_key_behind_a_closed_debug_port_is_not_read(void **state)
+{
+    (void)state;
+    char dir[FDL_PATH_MAX + 64], path[FDL_PATH_MAX + 96];
+    fdl_identity_path(&g_ctx.st, B, "fw", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/efuse", dir);
+    assert_int_equal(fdl_mkdir_p(dir, 0700), 0);
+    fdl_efuse_factory f = {.debug_disabled = true};
+    fdl_efuse *fuses = NULL;
+    assert_int_equal(fdl_efuse_create(path, &f, &fuses), FDL_EFUSE_OK);
+    fdl_efuse_free(fuses);
+    fdl_atk_result r;
+    assert_int_equal(fdl_atk_extracted_key(&g_t, B, 0, &r), 0);
+    show("flash key behind a closed debug port", &r);
+    assert_int_equal(r.stage, FDL_ATK_STAGE_KEY_EXTRACT);
+    assert_has(&r, "the debug port is closed");
+    assert_null(strstr(r.evidence, "read its private key from"));
+    fdl_test_rmrf(dir);   /* the other tests read B's flash through an open (absent) port */
+}
+
 
 static void se_key_extraction_is_refused_by_the_token(void **state)
 {
@@ -374,6 +397,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stolen_certificate_without_key_is_refused),
         cmocka_unit_test(flash_key_reused_from_another_address_connects),
+        cmocka_unit_test(flash_key_behind_a_closed_debug_port_is_not_read),
         cmocka_unit_test(se_key_extraction_is_refused_by_the_token),
         cmocka_unit_test(tls12_downgrade_is_refused),
         cmocka_unit_test(plaintext_connect_is_refused),
