@@ -52,6 +52,50 @@ static int put_policy_if_missing(fdl_registry *reg, const char *name, const char
     return 0;
 }
 
+/* device-default as releases before the OTA topics shipped it: $fleet/jobs/<id>/# both
+ * ways, no $fleet/ota/ topics (a device on it could not fetch a block). */
+#define DEVICE_DEFAULT_BEFORE_OTA                                   \
+    "# fleetdrill default device policy\n"                          \
+    "allow publish   telemetry/${thing}\n"                          \
+    "allow subscribe commands/${thing}\n"                           \
+    "allow receive   commands/${thing}\n"                           \
+    "allow publish   $fleet/provisioning/${thing}/#\n"              \
+    "allow subscribe $fleet/provisioning/${thing}/#\n"              \
+    "allow receive   $fleet/provisioning/${thing}/#\n"              \
+    "allow publish   $fleet/jobs/${thing}/#\n"                      \
+    "allow subscribe $fleet/jobs/${thing}/#\n"                      \
+    "allow receive   $fleet/jobs/${thing}/#\n"
+
+int fdl_enroll_upgrade_policies(fdl_registry *reg, unsigned *upgraded, char *err, size_t errcap)
+{
+    static const struct {
+        const char *name, *old_text, *text;
+        int per_device;
+    } k[] = {
+        {FDL_ENROLL_POLICY_DEVICE, DEVICE_DEFAULT_BEFORE_OTA, FDL_POLICY_DEFAULT_DEVICE, 1},
+    };
+    if (upgraded)
+        *upgraded = 0;
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        char cur[4096];
+        int per = 0;
+        fdl_reg_status st = fdl_registry_policy_get(reg, k[i].name, cur, sizeof cur, &per);
+        if (st == FDL_REG_ERR_NOT_FOUND || st == FDL_REG_ERR_SMALL)
+            continue;   /* absent (bootstrap puts it) or longer than anything we shipped: edited */
+        if (st == FDL_REG_OK && (strcmp(cur, k[i].old_text) != 0 || per != k[i].per_device))
+            continue;   /* current, or edited by an operator: not ours to change */
+        if (st == FDL_REG_OK)
+            st = fdl_registry_policy_put(reg, k[i].name, k[i].text, k[i].per_device);
+        if (st != FDL_REG_OK) {
+            snprintf(err, errcap, "policy %s: %s", k[i].name, fdl_reg_strerror(st));
+            return -1;
+        }
+        if (upgraded)
+            (*upgraded)++;
+    }
+    return 0;
+}
+
 int fdl_enroll_bootstrap(fdl_registry *reg, const char *pki_dir, const char *factory_dir, fdl_enroll_cas *cas,
                          char *err, size_t errcap)
 {
@@ -75,7 +119,7 @@ int fdl_enroll_bootstrap(fdl_registry *reg, const char *pki_dir, const char *fac
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (put_policy_if_missing(reg, k[i].name, k[i].text, k[i].per_device, err, errcap) != 0)
             return -1;
-    return 0;
+    return fdl_enroll_upgrade_policies(reg, NULL, err, errcap);
 }
 
 void fdl_enroll_actor_paths(const char *pki_dir, const char *name, char *cert, char *key, size_t cap)

@@ -131,6 +131,15 @@ typedef struct fdl_enroll_cas {
 int fdl_enroll_bootstrap(fdl_registry *reg, const char *pki_dir, const char *factory_dir, fdl_enroll_cas *cas,
                          char *err, size_t errcap);
 
+/*
+ * Brings the built-in policies of a registry made by an older fleetdrill up to
+ * date: a policy whose text is exactly what an earlier release put there (never
+ * edited by an operator) is replaced by this release's text; an edited policy is
+ * left alone (`fleetdrill audit` judges it). Called by fdl_enroll_bootstrap.
+ * *upgraded (may be NULL) counts the policies replaced. 0 or -1 with err.
+ */
+int fdl_enroll_upgrade_policies(fdl_registry *reg, unsigned *upgraded, char *err, size_t errcap);
+
 /* Paths of an actor's certificate and key under <pki_dir>/actors. */
 void fdl_enroll_actor_paths(const char *pki_dir, const char *name, char *cert, char *key, size_t cap);
 
