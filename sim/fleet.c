@@ -13,7 +13,7 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 
-#include "cloud/json.h"
+#include "cloud/otamsg.h"
 #include "sim/alloc.h"
 #include "sim/fsutil.h"
 #include "sim/vclock.h"
@@ -311,42 +311,20 @@ static void hook_booted(fdl_device *d, const fdl_boot_record *rec, void *ud)
     pthread_mutex_unlock(&lv->fw_mu);
 }
 
-/* Copies the string (or integer) member key of a flat JSON object; 0 if found. */
-static int json_member(const uint8_t *buf, const fdl_jv_tok *t, size_t n, const char *key, char *out, size_t cap)
-{
-    for (size_t i = 1; i + 1 < n; i++) {
-        if (t[i].parent != 0 || !(t[i].flags & FDL_JV_F_KEY) || !fdl_jv_str_eq(buf, &t[i], key, strlen(key)))
-            continue;
-        const fdl_jv_tok *v = &t[i + 1];
-        if (v->type == FDL_JV_STRING)
-            return fdl_jv_str_copy(buf, v, out, cap, NULL) == FDL_JV_OK ? 0 : -1;
-        if (v->type == FDL_JV_NUMBER && v->len < cap) {
-            memcpy(out, buf + v->start, v->len);
-            out[v->len] = '\0';
-            return 0;
-        }
-        return -1;
-    }
-    return -1;
-}
-
 static void hook_ota_report(fdl_device *d, const uint8_t *json, size_t len, void *ud)
 {
     worker *w = ud;
     fdl_fleet_live *lv = w->fl->cfg->live;
     if (!live_of(w->fl->cfg, d))
         return;
-    fdl_jv_tok tok[24];
-    size_t n = 0;
-    char job[64] = "", seq[32] = "", step[24] = "", detail[160] = "";
-    if (fdl_jv_parse(json, len, NULL, tok, 24, &n, NULL) != FDL_JV_OK || tok[0].type != FDL_JV_OBJECT)
+    /* The device's own report, read by the parser the job service reads it with. */
+    char topic[FDL_DEVICE_ID_MAX + 24];
+    snprintf(topic, sizeof topic, "$fleet/jobs/%s/status", d->id);
+    fdl_otamsg_report rep;
+    if (fdl_otamsg_parse_report(topic, json, len, &rep) != FDL_OTAMSG_OK)
         return;
-    json_member(json, tok, n, "job", job, sizeof job);
-    json_member(json, tok, n, "seq", seq, sizeof seq);
-    json_member(json, tok, n, "step", step, sizeof step);
-    json_member(json, tok, n, "detail", detail, sizeof detail);
     live_dev *l = live_of(w->fl->cfg, d);
-    int confirmed = !strcmp(step, "confirmed");
+    int confirmed = !strcmp(rep.step, "confirmed");
     if (confirmed)
         atomic_store(&l->trial, 0);
     pthread_mutex_lock(&lv->fw_mu);
@@ -356,10 +334,10 @@ static void hook_ota_report(fdl_device *d, const uint8_t *json, size_t len, void
         v->app_floor = d->fw ? fdl_fw_floor(d->fw, FDL_TIER_APPLICATION) : v->app_floor;
     }
     v->reports++;
-    snprintf(v->job, sizeof v->job, "%s", job);
-    v->seq = strtoull(seq, NULL, 10);
-    snprintf(v->step, sizeof v->step, "%s", step);
-    snprintf(v->detail, sizeof v->detail, "%s", detail);
+    snprintf(v->job, sizeof v->job, "%s", rep.job);
+    v->seq = rep.seq;
+    snprintf(v->step, sizeof v->step, "%s", rep.step);
+    snprintf(v->detail, sizeof v->detail, "%s", rep.detail);
     v->last_report_ns = fdl_now_ns();
     pthread_mutex_unlock(&lv->fw_mu);
 }
