@@ -163,29 +163,6 @@ static void to_hex(const uint8_t *b, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hexnib(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Exactly 2n lowercase hex digits -> n bytes. 0 or -1. */
-static int from_hex(const char *s, uint8_t *out, size_t n)
-{
-    if (strlen(s) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexnib(s[2 * i]), lo = hexnib(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 static fdl_fwsign_status join(char *buf, size_t cap, const char *dir, const char *name)
 {
     int n = snprintf(buf, cap, "%s/%s", dir, name);
@@ -401,7 +378,7 @@ static fdl_fwsign_status parse_key(const uint8_t *buf, const fdl_jv_tok *tok, ui
             return FDL_FWSIGN_ERR_PARSE;
         }
 #define KEY_IS(name) fdl_jv_str_eq(buf, &tok[k], name, sizeof name - 1)
-        if (KEY_IS("key_id") && v->type == FDL_JV_STRING && !from_hex(s, e->key_id, FDL_FW_KEYID_LEN))
+        if (KEY_IS("key_id") && v->type == FDL_JV_STRING && !fdl_fw_hex_decode(s, e->key_id, FDL_FW_KEYID_LEN, 1))
             seen |= 1;
         else if (KEY_IS("role") && v->type == FDL_JV_STRING && (e->role = fdl_fwsign_role_parse(s)) &&
                  !strcmp(fdl_fwsign_role_name(e->role), s))
@@ -414,7 +391,7 @@ static fdl_fwsign_status parse_key(const uint8_t *buf, const fdl_jv_tok *tok, ui
             snprintf(e->token, sizeof e->token, "%s", s), seen |= 16;
         else if (KEY_IS("label") && v->type == FDL_JV_STRING && strlen(s) < sizeof e->label)
             snprintf(e->label, sizeof e->label, "%s", s), seen |= 32;
-        else if (KEY_IS("pub") && v->type == FDL_JV_STRING && !from_hex(s, e->pub, FDL_FW_PUB_LEN))
+        else if (KEY_IS("pub") && v->type == FDL_JV_STRING && !fdl_fw_hex_decode(s, e->pub, FDL_FW_PUB_LEN, 1))
             seen |= 64;
         else
             return FDL_FWSIGN_ERR_PARSE;

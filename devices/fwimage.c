@@ -209,6 +209,25 @@ void fdl_fw_key_id(const uint8_t pub[FDL_FW_PUB_LEN], uint8_t id[FDL_FW_KEYID_LE
     memcpy(id, sum, FDL_FW_KEYID_LEN);
 }
 
+int fdl_fw_hex_decode(const char *s, uint8_t *out, size_t n, int lower_only)
+{
+    if (!s || strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < 2 * n; i++) {
+        char c = s[i];
+        int v = c >= '0' && c <= '9' ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : !lower_only && c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v < 0)
+            return -1;
+        if (i % 2)
+            out[i / 2] = (uint8_t)(out[i / 2] << 4 | v);
+        else
+            out[i / 2] = (uint8_t)v;
+    }
+    return 0;
+}
+
 const char *fdl_fw_key_id_hex(const uint8_t id[FDL_FW_KEYID_LEN], char *buf, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";

@@ -120,6 +120,10 @@ void fdl_fw_key_id(const uint8_t pub[FDL_FW_PUB_LEN], uint8_t id[FDL_FW_KEYID_LE
 /* Hex of a key id into buf (17 bytes). Returns buf. */
 const char *fdl_fw_key_id_hex(const uint8_t id[FDL_FW_KEYID_LEN], char *buf, size_t cap);
 
+/* Exactly 2n hex digits -> n bytes into out (lower_only: refuse A-F, for files we
+ * write ourselves and read strictly). 0, or -1 with out unspecified. */
+int fdl_fw_hex_decode(const char *s, uint8_t *out, size_t n, int lower_only);
+
 /* Checks h's signature against pub (raw point): FDL_FW_OK or FDL_FW_ERR_SIGNATURE
  * (also for a key id that does not match pub). */
 fdl_fw_status fdl_fwimage_verify_sig(const fdl_fw_hdr *h, const uint8_t pub[FDL_FW_PUB_LEN]);

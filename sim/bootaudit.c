@@ -228,19 +228,6 @@ static void mstr(const uint8_t *b, const fdl_jv_tok *t, size_t n, size_t obj, co
         out[0] = '\0';
 }
 
-static int hexsha(const char *s, uint8_t out[32])
-{
-    if (strlen(s) != 64)
-        return -1;
-    for (int i = 0; i < 32; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 /* One tier of one boot record, as the callbacks see it. */
 typedef struct ran_tier {
     const char *name;
@@ -306,7 +293,7 @@ static long walk_records(const char *path, ran_fn on_ran, boot_fn on_boot, void 
                 continue;
             r.name = name;
             mstr(b, t, n, obj, "sha256", sha, sizeof sha);
-            r.have_sha = hexsha(sha, r.sha) == 0;
+            r.have_sha = fdl_fw_hex_decode(sha, r.sha, 32, 0) == 0;
             r.verified = mbool(b, t, n, obj, "verified");
             r.trial = mbool(b, t, n, obj, "trial");
             r.counter = (uint32_t)muint(b, t, n, obj, "counter");

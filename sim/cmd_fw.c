@@ -699,31 +699,6 @@ static int cmd_inspect(int argc, char **argv)
 
 /* ---- keys ---------------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* 16 hex digits -> a key id. 0 or -1. */
-static int parse_key_id(const char *s, uint8_t id[FDL_FW_KEYID_LEN])
-{
-    if (strlen(s) != 2 * FDL_FW_KEYID_LEN)
-        return -1;
-    for (size_t i = 0; i < FDL_FW_KEYID_LEN; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        id[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
-
 static void print_keys(const fdl_fwsign *fs, int json)
 {
     char kid[17], hash[65];
@@ -807,7 +782,7 @@ static int cmd_keys(int argc, char **argv)
         USAGE_ERR("usage: fleetdrill fw keys %s --tier T", sub);
     if (is_list && optind != argc)
         USAGE_ERR("usage: fleetdrill fw keys list [--json]");
-    if (is_revoke && (optind != argc - 1 || parse_key_id(argv[optind], id) != 0))
+    if (is_revoke && (optind != argc - 1 || fdl_fw_hex_decode(argv[optind], id, FDL_FW_KEYID_LEN, 0) != 0))
         USAGE_ERR("usage: fleetdrill fw keys revoke KEYID (16 hex digits, see fw keys list)");
     fdl_cli_install_signals();
     fdl_ctx ctx;

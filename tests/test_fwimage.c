@@ -693,6 +693,22 @@ static void run_vector(void **state)
         fail_msg("%s (%s): want %s, got %s", v->name, v->opts, v->status, got);
 }
 
+static void hex_decode_is_exact(void **state)
+{
+    (void)state;
+    uint8_t b[4];
+    assert_int_equal(fdl_fw_hex_decode("00a1ff7e", b, 4, 1), 0);
+    assert_memory_equal(b, "\x00\xa1\xff\x7e", 4);
+    assert_int_equal(fdl_fw_hex_decode("00A1FF7E", b, 4, 0), 0);
+    assert_memory_equal(b, "\x00\xa1\xff\x7e", 4);
+    assert_int_equal(fdl_fw_hex_decode("00A1FF7E", b, 4, 1), -1);   /* upper case, strict */
+    assert_int_equal(fdl_fw_hex_decode("00a1ff7", b, 4, 0), -1);    /* short */
+    assert_int_equal(fdl_fw_hex_decode("00a1ff7e0", b, 4, 0), -1);  /* long */
+    assert_int_equal(fdl_fw_hex_decode("00a1ff g", b, 4, 0), -1);   /* not hex */
+    assert_int_equal(fdl_fw_hex_decode(" 0a1ff7e", b, 4, 0), -1);   /* no skipped blanks */
+    assert_int_equal(fdl_fw_hex_decode(NULL, b, 4, 0), -1);
+}
+
 int main(void)
 {
     if (!load_vectors())
@@ -700,6 +716,7 @@ int main(void)
     static struct CMUnitTest tests[MAX_VECTORS + 32];
     size_t n = 0;
     const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(hex_decode_is_exact),
         cmocka_unit_test(tier_names),        cmocka_unit_test(strerror_table),   cmocka_unit_test(versions),
         cmocka_unit_test(key_ids),           cmocka_unit_test(header_round_trip), cmocka_unit_test(image_round_trip),
         cmocka_unit_test(status_short),      cmocka_unit_test(status_magic),     cmocka_unit_test(status_hdr_version),
